@@ -1,0 +1,196 @@
+package stream_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opsdash/opsdash/stream"
+)
+
+// msg is any server frame, decoded.
+type msg struct {
+	Type        string          `json:"type"`
+	ID          string          `json:"id"`
+	Topic       string          `json:"topic"`
+	Seq         uint64          `json:"seq"`
+	TS          int64           `json:"ts"`
+	Data        json.RawMessage `json:"data"`
+	Topics      json.RawMessage `json:"topics"`
+	Code        string          `json:"code"`
+	Message     string          `json:"message"`
+	Status      string          `json:"status"`
+	Error       string          `json:"error"`
+	Protocol    int             `json:"protocol"`
+	Session     string          `json:"session"`
+	Instance    string          `json:"instance"`
+	Host        string          `json:"host"`
+	HeartbeatMS int64           `json:"heartbeat_ms"`
+}
+
+// fakeConn is a stream.Conn that records what the session writes. With a
+// gate it blocks in WriteFrames until the test opens the gate (a reader that
+// stopped reading); err makes every write fail.
+type fakeConn struct {
+	t *testing.T
+
+	mu      sync.Mutex
+	frames  []stream.Frame
+	msgs    []msg
+	calls   int
+	gate    chan struct{} // nil: never blocks
+	writing bool          // a WriteFrames call is blocked on the gate
+	err     error
+	closed  bool
+	code    int
+	reason  string
+	closeCh chan struct{}
+}
+
+func newFakeConn(t *testing.T) *fakeConn {
+	return &fakeConn{t: t, closeCh: make(chan struct{})}
+}
+
+// newGatedConn returns a conn whose writes block until open is called.
+func newGatedConn(t *testing.T) *fakeConn {
+	c := newFakeConn(t)
+	c.gate = make(chan struct{})
+	return c
+}
+
+func (c *fakeConn) WriteFrames(frames []stream.Frame) error {
+	c.mu.Lock()
+	gate, err := c.gate, c.err
+	c.writing = gate != nil
+	c.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-c.closeCh:
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writing = false
+	c.calls++
+	if err != nil {
+		return err
+	}
+	for _, f := range frames {
+		var m msg
+		if e := json.Unmarshal(f.JSON, &m); e != nil {
+			c.t.Errorf("frame is not JSON: %v: %s", e, f.JSON)
+		}
+		if m.Type == "update" && (f.Type != "update" || f.Topic != m.Topic || f.Seq != m.Seq) {
+			c.t.Errorf("Frame metadata %q %q %d does not match its JSON %s", f.Type, f.Topic, f.Seq, f.JSON)
+		}
+		c.frames = append(c.frames, stream.Frame{Type: f.Type, Topic: f.Topic, Seq: f.Seq, JSON: append([]byte(nil), f.JSON...)})
+		c.msgs = append(c.msgs, m)
+	}
+	return nil
+}
+
+func (c *fakeConn) Close(code int, reason string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.closed, c.code, c.reason = true, code, reason
+		close(c.closeCh)
+	}
+	return nil
+}
+
+// open lets blocked and future writes through.
+func (c *fakeConn) open() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gate != nil {
+		close(c.gate)
+		c.gate = nil
+	}
+}
+
+func (c *fakeConn) blocked() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writing
+}
+
+func (c *fakeConn) messages() []msg {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]msg(nil), c.msgs...)
+}
+
+func (c *fakeConn) closeState() (bool, int, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed, c.code, c.reason
+}
+
+// waitFor polls cond until it holds or 10 s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// waitMsg waits for a message satisfying pred and returns it with its index.
+func (c *fakeConn) waitMsg(t *testing.T, what string, pred func(msg) bool) (msg, int) {
+	t.Helper()
+	var found msg
+	idx := -1
+	waitFor(t, what, func() bool {
+		for i, m := range c.messages() {
+			if pred(m) {
+				found, idx = m, i
+				return true
+			}
+		}
+		return false
+	})
+	return found, idx
+}
+
+func isReply(typ, id string) func(msg) bool {
+	return func(m msg) bool { return m.Type == typ && m.ID == id }
+}
+
+func isUpdate(topic string, seq uint64) func(msg) bool {
+	return func(m msg) bool { return m.Type == "update" && m.Topic == topic && m.Seq == seq }
+}
+
+// updates returns the seqs of topic's updates, in order.
+func updates(ms []msg, topic string) []uint64 {
+	var seqs []uint64
+	for _, m := range ms {
+		if m.Type == "update" && m.Topic == topic {
+			seqs = append(seqs, m.Seq)
+		}
+	}
+	return seqs
+}
+
+func mustHandle(t *testing.T, s *stream.Session, req string) {
+	t.Helper()
+	if err := s.Handle([]byte(req)); err != nil {
+		t.Fatalf("Handle(%s) = %v", req, err)
+	}
+}
+
+func publish(r *stream.Registry, topic string, v int) {
+	r.Publish(collectorsSample(topic, v))
+}
+
+func contextWithCancel(t *testing.T) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return ctx, cancel
+}

@@ -1,0 +1,240 @@
+package stream
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// mailbox is a session's pending output, guarded by Session.mu:
+//   - topics: per flowing topic, the newest pending update and status (an
+//     unsent older value is replaced: conflation), so memory is bounded by
+//     the number of subscribed topics whatever the reader does;
+//   - pending: the topics with something pending, in the order they became
+//     pending, which makes each drain fair across topics;
+//   - replies: a short FIFO (hello, subscribed, topics, pong, error...),
+//     never conflated; Handle blocks while it holds ReplyQueue entries.
+type mailbox struct {
+	topics  map[*topic]*subTopic
+	pending []*subTopic
+	replies []reply
+}
+
+// subTopic is one topic flowing to one session.
+type subTopic struct {
+	t       *topic
+	lastSeq uint64 // highest seq queued or sent: a topic's seq only grows on a connection
+	update  []byte // pending update frame (shared), nil if none
+	seq     uint64 // seq of update
+	status  []byte // pending status frame, nil if none
+	queued  bool   // in pending
+}
+
+type reply struct {
+	kind frameKind
+	json []byte
+}
+
+// ensureTopicLocked returns t's state, creating it.
+func (s *Session) ensureTopicLocked(t *topic) *subTopic {
+	st := s.topics[t]
+	if st == nil {
+		if s.topics == nil {
+			s.topics = make(map[*topic]*subTopic)
+		}
+		st = &subTopic{t: t}
+		s.topics[t] = st
+	}
+	return st
+}
+
+// flowingLocked returns t's state, creating it for a topic that appeared
+// after the pattern was added, or nil if t must not flow to s (closed, no
+// pattern matches any more, topic expired).
+func (s *Session) flowingLocked(t *topic) *subTopic {
+	if s.closed {
+		return nil
+	}
+	if st := s.topics[t]; st != nil {
+		return st
+	}
+	if t.removed.Load() || !matchAny(s.pats, t.name) {
+		return nil
+	}
+	return s.ensureTopicLocked(t)
+}
+
+// offerUpdate puts a published value into the mailbox without blocking
+// beyond s.mu, replacing an unsent older value of the same topic.
+func (s *Session) offerUpdate(t *topic, seq uint64, frame []byte) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.r.st.dropClosed.Add(1)
+		return
+	}
+	start := s.offerUpdateLocked(t, seq, frame) && s.kickLocked()
+	s.mu.Unlock()
+	if start {
+		s.startWriter()
+	}
+}
+
+// offerUpdateLocked queues the update and reports whether something new is
+// pending.
+func (s *Session) offerUpdateLocked(t *topic, seq uint64, frame []byte) bool {
+	st := s.flowingLocked(t)
+	if st == nil {
+		s.r.st.dropUnsub.Add(1)
+		return false
+	}
+	if seq <= st.lastSeq { // an older value overtaken by a newer one (concurrent publishes)
+		s.r.st.dropStale.Add(1)
+		return false
+	}
+	if st.update != nil {
+		s.r.st.dropStale.Add(1) // conflation: the unsent older value is replaced
+	}
+	st.update, st.seq, st.lastSeq = frame, seq, seq
+	s.queueLocked(st)
+	return true
+}
+
+// offerStatus puts a status frame into the mailbox, replacing an unsent one.
+func (s *Session) offerStatus(t *topic, frame []byte) {
+	s.mu.Lock()
+	st := s.flowingLocked(t)
+	if st == nil {
+		s.mu.Unlock()
+		return
+	}
+	st.status = frame
+	s.queueLocked(st)
+	start := s.kickLocked()
+	s.mu.Unlock()
+	if start {
+		s.startWriter()
+	}
+}
+
+func (s *Session) queueLocked(st *subTopic) {
+	if !st.queued {
+		st.queued = true
+		s.pending = append(s.pending, st)
+	}
+}
+
+// dropTopicLocked forgets a topic: its pending update is dropped (counted
+// in drop) and nothing of it is sent any more.
+func (s *Session) dropTopicLocked(t *topic, drop *atomic.Uint64) {
+	st := s.topics[t]
+	if st == nil {
+		return
+	}
+	delete(s.topics, t)
+	if st.update != nil {
+		drop.Add(1)
+	}
+	if st.queued {
+		for i, p := range s.pending {
+			if p == st {
+				s.pending = append(s.pending[:i], s.pending[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+// forget drops an expired topic's state.
+func (s *Session) forget(t *topic) {
+	s.mu.Lock()
+	if !s.closed {
+		s.dropTopicLocked(t, &s.r.st.dropUnsub)
+	}
+	s.mu.Unlock()
+}
+
+// kickLocked reports whether the caller must start a writer: something is
+// pending and none runs. It marks the writer as running.
+func (s *Session) kickLocked() bool {
+	if s.writing || s.closed || len(s.pending) == 0 && len(s.replies) == 0 {
+		return false
+	}
+	s.writing = true
+	return true
+}
+
+func (s *Session) startWriter() {
+	s.r.st.writers.Add(1)
+	go s.writeLoop()
+}
+
+// framePool recycles writers' frame slices, so an idle session holds none.
+var framePool = sync.Pool{New: func() any { b := make([]Frame, 0, 16); return &b }}
+
+// writeLoop is the session's writer: it takes everything pending (replies
+// first, in FIFO order, then one frame per pending topic, status before
+// update, in the order the topics became pending), hands it to
+// Conn.WriteFrames in one call, and repeats until nothing is pending, then
+// exits. Replies go first so "subscribed" precedes its snapshot.
+func (s *Session) writeLoop() {
+	defer s.r.st.writers.Add(-1)
+	buf := framePool.Get().(*[]Frame)
+	defer framePool.Put(buf)
+	var sent [numKinds]uint64
+	for {
+		frames := (*buf)[:0]
+		s.mu.Lock()
+		if s.closed {
+			s.writing = false
+			s.mu.Unlock()
+			return
+		}
+		tookReplies := len(s.replies) > 0
+		for _, rp := range s.replies {
+			frames = append(frames, Frame{Type: "reply", JSON: rp.json})
+			sent[rp.kind]++
+		}
+		clear(s.replies)
+		s.replies = s.replies[:0]
+		for _, st := range s.pending {
+			if st.status != nil {
+				frames = append(frames, Frame{Type: "status", Topic: st.t.name, JSON: st.status})
+				sent[kindStatus]++
+			}
+			if st.update != nil {
+				frames = append(frames, Frame{Type: "update", Topic: st.t.name, Seq: st.seq, JSON: st.update})
+				sent[kindUpdate]++
+			}
+			st.status, st.update, st.queued = nil, nil, false
+		}
+		clear(s.pending)
+		s.pending = s.pending[:0]
+		if len(frames) == 0 {
+			s.writing = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		if tookReplies {
+			select {
+			case s.replySpace <- struct{}{}:
+			default:
+			}
+		}
+
+		err := s.conn.WriteFrames(frames)
+		clear(frames) // drop references to shared frames before pooling
+		*buf = frames[:0]
+		if err != nil {
+			s.writeFailed(err)
+			return
+		}
+		s.r.st.writeBatches.Add(1)
+		for k, n := range sent {
+			if n > 0 {
+				s.r.st.sent[k].Add(n)
+				sent[k] = 0
+			}
+		}
+	}
+}

@@ -1,0 +1,696 @@
+package stream_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opsdash/opsdash/collectors"
+	"github.com/opsdash/opsdash/stream"
+)
+
+func collectorsSample(topic string, v int) collectors.Sample {
+	return collectors.Sample{Topic: topic, Time: time.Now(), Data: map[string]int{"v": v}}
+}
+
+func newRegistry(t *testing.T) *stream.Registry {
+	t.Helper()
+	return stream.NewRegistry(stream.RegistryConfig{Host: "web-1", Instance: "inst-1"})
+}
+
+func openSession(t *testing.T, r *stream.Registry, c *fakeConn, cfg stream.SessionConfig) *stream.Session {
+	t.Helper()
+	s := r.Open(c, cfg)
+	t.Cleanup(func() { c.open(); s.Close(1000, "test over") })
+	return s
+}
+
+func assertRising(t *testing.T, ms []msg) {
+	t.Helper()
+	last := map[string]uint64{}
+	for _, m := range ms {
+		if m.Type != "update" {
+			continue
+		}
+		if m.Seq <= last[m.Topic] {
+			t.Fatalf("topic %s: seq %d after %d", m.Topic, m.Seq, last[m.Topic])
+		}
+		last[m.Topic] = m.Seq
+	}
+}
+
+func TestHelloFirst(t *testing.T) {
+	r := newRegistry(t)
+	publish(r, "web-1.cpu", 1)
+	c := newFakeConn(t)
+	s := openSession(t, r, c, stream.SessionConfig{ID: "conn-7", Heartbeat: 15 * time.Second})
+	if s.ID() != "conn-7" {
+		t.Fatalf("ID() = %q", s.ID())
+	}
+	s.Hello()
+	mustHandle(t, s, `{"type":"subscribe","id":"1","topics":["web-1.cpu"]}`)
+	c.waitMsg(t, "snapshot", isUpdate("web-1.cpu", 1))
+	ms := c.messages()
+	h := ms[0]
+	if h.Type != "hello" || h.Protocol != 1 || h.Session != "conn-7" || h.Instance != "inst-1" ||
+		h.Host != "web-1" || h.HeartbeatMS != 15000 {
+		t.Fatalf("first frame = %+v, want hello", h)
+	}
+}
+
+func TestSessionIDsAreUnique(t *testing.T) {
+	r := newRegistry(t)
+	a := openSession(t, r, newFakeConn(t), stream.SessionConfig{})
+	b := openSession(t, r, newFakeConn(t), stream.SessionConfig{})
+	if a.ID() == "" || a.ID() == b.ID() {
+		t.Fatalf("session ids %q and %q", a.ID(), b.ID())
+	}
+}
+
+func TestSubscribeSnapshotThenLive(t *testing.T) {
+	r := newRegistry(t)
+	publish(r, "web-1.cpu", 1)
+	publish(r, "web-1.cpu", 2)
+	publish(r, "web-1.mem", 1)
+	publish(r, "web-2.cpu", 1) // not subscribed
+	c := newFakeConn(t)
+	s := openSession(t, r, c, stream.SessionConfig{})
+	mustHandle(t, s, `{"type":"subscribe","id":"a","topics":["web-1.cpu","*.mem"]}`)
+	c.waitMsg(t, "snapshot of web-1.mem", isUpdate("web-1.mem", 1))
+	ms := c.messages()
+	if ms[0].Type != "subscribed" || ms[0].ID != "a" || string(ms[0].Topics) != `["web-1.cpu","*.mem"]` {
+		t.Fatalf("first frame = %+v, want subscribed a with the patterns as sent", ms[0])
+	}
+	_, i := c.waitMsg(t, "snapshot of web-1.cpu", isUpdate("web-1.cpu", 2))
+	if string(ms[i].Data) != `{"v":2}` || ms[i].TS == 0 {
+		t.Fatalf("snapshot = %+v, want the latest value", ms[i])
+	}
+	publish(r, "web-1.cpu", 3)
+	c.waitMsg(t, "live update", isUpdate("web-1.cpu", 3))
+	publish(r, "web-2.mem", 1) // appears later, matches *.mem
+	c.waitMsg(t, "new topic via wildcard", isUpdate("web-2.mem", 1))
+	ms = c.messages()
+	if got := updates(ms, "web-2.cpu"); len(got) != 0 {
+		t.Fatalf("got updates of an unsubscribed topic: %v", got)
+	}
+	if got := updates(ms, "web-1.cpu"); !slices.Equal(got, []uint64{2, 3}) {
+		t.Fatalf("web-1.cpu seqs = %v, want [2 3]", got)
+	}
+}
+
+// Sessions subscribe while topics are published hot: on every connection
+// "subscribed" comes first, seqs rise strictly and the newest seq arrives.
+func TestSubscribeDuringPublishOrdering(t *testing.T) {
+	r := newRegistry(t)
+	topics := []string{"app.a", "app.b", "app.c"}
+	const n = 2000
+	var wg sync.WaitGroup
+	for _, tp := range topics {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				publish(r, tp, i)
+			}
+		}()
+	}
+	var conns []*fakeConn
+	for range 20 {
+		c := newFakeConn(t)
+		s := openSession(t, r, c, stream.SessionConfig{})
+		mustHandle(t, s, `{"type":"subscribe","id":"s","topics":["app.*"]}`)
+		conns = append(conns, c)
+	}
+	wg.Wait()
+	for _, c := range conns {
+		for _, tp := range topics {
+			c.waitMsg(t, "newest value of "+tp, isUpdate(tp, n))
+		}
+		ms := c.messages()
+		if ms[0].Type != "subscribed" {
+			t.Fatalf("first frame %+v, want subscribed", ms[0])
+		}
+		assertRising(t, ms)
+	}
+}
+
+func TestSeqStrictlyRisesWithConcurrentPublishers(t *testing.T) {
+	r := newRegistry(t)
+	c := newFakeConn(t)
+	s := openSession(t, r, c, stream.SessionConfig{})
+	mustHandle(t, s, `{"type":"subscribe","id":"s","topics":[">"]}`)
+	var wg sync.WaitGroup
+	for range 4 { // several publishers race on the same topics
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 1000 {
+				publish(r, fmt.Sprintf("app.t%d", i%3), i)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, tp := range []string{"app.t0", "app.t1", "app.t2"} {
+		st, _ := r.Topic(tp, 0)
+		c.waitMsg(t, "newest of "+tp, isUpdate(tp, st.Seq))
+	}
+	assertRising(t, c.messages())
+}
+
+func TestUnsubscribe(t *testing.T) {
+	r := newRegistry(t)
+	c := newGatedConn(t)
+	s := openSession(t, r, c, stream.SessionConfig{})
+	mustHandle(t, s, `{"type":"subscribe","id":"1","topics":["web-1.cpu","*.cpu","web-1.mem"]}`)
+	waitFor(t, "writer blocked", c.blocked)
+	publish(r, "web-1.cpu", 1)
+	publish(r, "web-1.mem", 1) // pending while the reader stalls
+	mustHandle(t, s, `{"type":"unsubscribe","id":"2","topics":["web-1.cpu","web-1.mem","nope.*"]}`)
+	c.open()
+	_, iu := c.waitMsg(t, "unsubscribed", isReply("unsubscribed", "2"))
+	if got := string(c.messages()[iu].Topics); got != `["web-1.cpu","web-1.mem","nope.*"]` {
+		t.Fatalf("unsubscribed topics = %s", got)
+	}
+	// web-1.cpu still matches *.cpu and keeps flowing; web-1.mem stops.
+	publish(r, "web-1.mem", 2)
+	publish(r, "web-1.cpu", 2)
+	c.waitMsg(t, "web-1.cpu via *.cpu", isUpdate("web-1.cpu", 2))
+	ms := c.messages()
+	if got := updates(ms, "web-1.mem"); len(got) != 0 {
+		t.Fatalf("web-1.mem updates after unsubscribe: %v", got)
+	}
+	if d := r.Stats().Dropped.Unsubscribed; d != 1 {
+		t.Fatalf("Dropped.Unsubscribed = %d, want 1 (the pending web-1.mem value)", d)
+	}
+	if n := r.SubscriberCount("web-1.mem"); n != 0 {
+		t.Fatalf("web-1.mem still routed to %d sessions", n)
+	}
+	if st := r.Stats(); st.Subscriptions != 1 {
+		t.Fatalf("Subscriptions = %d, want 1 (*.cpu)", st.Subscriptions)
+	}
+	assertRising(t, ms)
+}
+
+func TestNoSecondSnapshot(t *testing.T) {
+	r := newRegistry(t)
+	publish(r, "web-1.cpu", 1)
+	c := newFakeConn(t)
+	s := openSession(t, r, c, stream.SessionConfig{})
+	mustHandle(t, s, `{"type":"subscribe","id":"1","topics":["web-1.cpu"]}`)
+	c.waitMsg(t, "snapshot", isUpdate("web-1.cpu", 1))
+	mustHandle(t, s, `{"type":"subscribe","id":"2","topics":["*.cpu","web-1.>"]}`)
+	// A snapshot would be queued together with "subscribed" and written in
+	// the same batch, so once the reply is there it would be too.
+	_, i := c.waitMsg(t, "second subscribed", isReply("subscribed", "2"))
+	if got := updates(c.messages()[i:], "web-1.cpu"); len(got) != 0 {
+		t.Fatalf("second snapshot of web-1.cpu: %v", got)
+	}
+	// Unsubscribing one of three patterns keeps it flowing without a new snapshot either.
+	mustHandle(t, s, `{"type":"unsubscribe","id":"3","topics":["web-1.cpu"]}`)
+	c.waitMsg(t, "unsubscribed", isReply("unsubscribed", "3"))
+	publish(r, "web-1.cpu", 2)
+	c.waitMsg(t, "live", isUpdate("web-1.cpu", 2))
+	if got := updates(c.messages(), "web-1.cpu"); !slices.Equal(got, []uint64{1, 2}) {
+		t.Fatalf("web-1.cpu seqs = %v, want [1 2]", got)
+	}
+}
+
+func TestResubscribeGetsSnapshot(t *testing.T) {
+	r := newRegistry(t)
+	publish(r, "web-1.cpu", 1)
+	c := newFakeConn(t)
+	s := openSession(t, r, c, stream.SessionConfig{})
+	mustHandle(t, s, `{"type":"subscribe","id":"1","topics":["web-1.cpu"]}`)
+	mustHandle(t, s, `{"type":"unsubscribe","id":"2","topics":["web-1.cpu"]}`)
+	publish(r, "web-1.cpu", 2)
+	mustHandle(t, s, `{"type":"subscribe","id":"3","topics":["web-1.cpu"]}`)
+	c.waitMsg(t, "snapshot after resubscribe", isUpdate("web-1.cpu", 2))
+}
+
+// A reader that stalls while a topic is published thousands of times gets,
+// when it reads again, the newest value and not a backlog; the mailbox never
+// holds more than one value per topic; another session keeps receiving.
+func TestStalledReaderGetsNewestValue(t *testing.T) {
+	r := newRegistry(t)
+	topics := []string{"app.a", "app.b", "app.c"}
+	for _, tp := range topics {
+		publish(r, tp, 0)
+	}
+	slow := newGatedConn(t)
+	ss := openSession(t, r, slow, stream.SessionConfig{})
+	mustHandle(t, ss, `{"type":"subscribe","id":"1","topics":["app.*"]}`)
+	waitFor(t, "slow writer blocked", slow.blocked)
+	fast := newFakeConn(t)
+	fs := openSession(t, r, fast, stream.SessionConfig{})
+	mustHandle(t, fs, `{"type":"subscribe","id":"1","topics":["app.*"]}`)
+
+	const n = 5000
+	pad := strings.Repeat("x", 3000) // a few KiB per value
+	maxPending := 0
+	for i := 1; i <= n; i++ {
+		data := json.RawMessage(fmt.Sprintf(`{"v":%d,"pad":%q}`, i, pad))
+		for _, tp := range topics {
+			r.Publish(collectors.Sample{Topic: tp, Time: time.Now(), Data: data})
+		}
+		if i%100 == 0 {
+			maxPending = max(maxPending, ss.Pending())
+		}
+	}
+	if maxPending > len(topics) {
+		t.Fatalf("stalled mailbox held %d values for %d topics", maxPending, len(topics))
+	}
+	if st := r.Stats(); st.Dropped.Stale < uint64(len(topics)*(n-2)) {
+		t.Fatalf("Dropped.Stale = %d, want >= %d", st.Dropped.Stale, len(topics)*(n-2))
+	}
+	newest := uint64(n + 1) // seq 1 was the value published before subscribing
+	for _, tp := range topics {
+		fast.waitMsg(t, "fast reader newest "+tp, isUpdate(tp, newest))
+	}
+	if got := len(slow.messages()); got != 0 {
+		t.Fatalf("stalled reader received %d frames while blocked", got)
+	}
+
+	slow.open()
+	for _, tp := range topics {
+		slow.waitMsg(t, "slow reader newest "+tp, isUpdate(tp, newest))
+	}
+	ms := slow.messages()
+	assertRising(t, ms)
+	for _, tp := range topics {
+		seqs := updates(ms, tp)
+		// The snapshot (seq 1, in the blocked batch), then the newest: a gap, no backlog.
+		if !slices.Equal(seqs, []uint64{1, newest}) {
+			t.Fatalf("%s: slow reader got seqs %v, want [1 %d]", tp, seqs, newest)
+		}
+	}
+}
+
+func TestInvalidRequests(t *testing.T) {
+	tests := []struct {
+		name, req, code, id string
+	}{
+		{"not json", `subscribe web-1.cpu`, stream.CodeBadRequest, ""},
+		{"not an object", `["subscribe"]`, stream.CodeBadRequest, ""},
+		{"id not a string", `{"type":"subscribe","id":1,"topics":["app.a"]}`, stream.CodeBadRequest, ""},
+		{"topics missing", `{"type":"subscribe","id":"t1"}`, stream.CodeBadRequest, "t1"},
+		{"topics not strings", `{"type":"subscribe","id":"t2","topics":[["app.a"]]}`, stream.CodeBadRequest, "t2"},
+		{"unknown type", `{"type":"publish","id":"t3","topics":["app.a"]}`, stream.CodeUnknownType, "t3"},
+		{"invalid pattern refuses whole request", `{"type":"subscribe","id":"t4","topics":["app.a","app..b"]}`, stream.CodeInvalidTopic, "t4"},
+		{"invalid unsubscribe", `{"type":"unsubscribe","id":"t5","topics":["App"]}`, stream.CodeInvalidTopic, "t5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRegistry(t)
+			publish(r, "app.a", 1)
+			c := newFakeConn(t)
+			s := openSession(t, r, c, stream.SessionConfig{})
+			mustHandle(t, s, tt.req)
+			m, _ := c.waitMsg(t, "error", func(m msg) bool { return m.Type == "error" })
+			if m.Code != tt.code || m.ID != tt.id || m.Message == "" {
+				t.Fatalf("error = %+v, want code %q id %q with a message", m, tt.code, tt.id)
+			}
+			// Nothing subscribed, the connection carries on.
+			mustHandle(t, s, `{"type":"ping","id":"p"}`)
+			c.waitMsg(t, "pong", isReply("pong", "p"))
+			if got := updates(c.messages(), "app.a"); len(got) != 0 {
+				t.Fatalf("refused request subscribed: %v", got)
+			}
+			if st := r.Stats(); st.Subscriptions != 0 || st.Sent.Error != 1 {
+				t.Fatalf("Subscriptions = %d, Sent.Error = %d; want 0, 1", st.Subscriptions, st.Sent.Error)
+			}
+		})
+	}
+}
+
+func TestListAndPing(t *testing.T) {
+	r := newRegistry(t)
+	r.Declare(collectors.TopicInfo{Name: "web-1.mem", Interval: 2 * time.Second, Description: "memory"})
+	r.Declare(collectors.TopicInfo{Name: "web-1.cpu", Interval: time.Second, Description: "cpu"})
+	r.Declare(collectors.TopicInfo{Name: "web-1.proc.top", Interval: 3 * time.Second, Description: "top", OnDemand: true})
+	publish(r, "web-1.cpu", 1)
+	r.SetStatus("web-1.mem", errors.New("no /proc/meminfo"))
+	c := newFakeConn(t)
+	s := openSession(t, r, c, stream.SessionConfig{})
+	mustHandle(t, s, `{"type":"list","id":"3"}`)
+	mustHandle(t, s, `{"type":"ping","id":"4"}`)
+	m, _ := c.waitMsg(t, "topics", isReply("topics", "3"))
+	c.waitMsg(t, "pong", isReply("pong", "4"))
+	var got []map[string]any
+	if err := json.Unmarshal(m.Topics, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := []map[string]any{
+		{"name": "web-1.cpu", "interval_ms": 1000.0, "description": "cpu", "status": "ok", "seq": 1.0},
+		{"name": "web-1.mem", "interval_ms": 2000.0, "description": "memory", "status": "failing", "error": "no /proc/meminfo", "seq": 0.0, "ts": 0.0},
+		{"name": "web-1.proc.top", "interval_ms": 3000.0, "description": "top", "status": "idle", "seq": 0.0, "ts": 0.0},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("topics = %v", got)
+	}
+	for i, w := range want {
+		for k, v := range w {
+			if got[i][k] != v {
+				t.Errorf("topics[%d][%q] = %v, want %v", i, k, got[i][k], v)
+			}
+		}
+		if _, ok := got[i]["data"]; ok {
+			t.Errorf("topics[%d] carries data", i)
+		}
+	}
+}
+
+func TestStatusFrames(t *testing.T) {
+	r := newRegistry(t)
+	r.Declare(collectors.TopicInfo{Name: "web-1.disk.io", Interval: time.Second})
+	r.Declare(collectors.TopicInfo{Name: "web-1.cpu", Interval: time.Second})
+	c := newFakeConn(t)
+	s := openSession(t, r, c, stream.SessionConfig{})
+	mustHandle(t, s, `{"type":"subscribe","id":"1","topics":["web-1.disk.io"]}`)
+	r.SetStatus("web-1.disk.io", errors.New("permission denied"))
+	r.SetStatus("web-1.disk.io", errors.New("permission denied")) // no change, no frame
+	r.SetStatus("web-1.cpu", errors.New("boom"))                  // not subscribed
+	m, _ := c.waitMsg(t, "status failing", func(m msg) bool { return m.Type == "status" })
+	if m.Topic != "web-1.disk.io" || m.Status != "failing" || m.Error != "permission denied" {
+		t.Fatalf("status = %+v", m)
+	}
+	publish(r, "web-1.disk.io", 1)
+	r.SetStatus("web-1.disk.io", nil)
+	c.waitMsg(t, "status ok", func(m msg) bool { return m.Type == "status" && m.Status == "ok" })
+	var statuses []msg
+	for _, m := range c.messages() {
+		if m.Type == "status" {
+			statuses = append(statuses, m)
+		}
+	}
+	if len(statuses) != 2 || statuses[1].Error != "" {
+		t.Fatalf("status frames = %+v, want failing then ok", statuses)
+	}
+}
+
+func TestTooManySubscriptions(t *testing.T) {
+	r := newRegistry(t)
+	publish(r, "app.a", 1)
+	c := newFakeConn(t)
+	s := openSession(t, r, c, stream.SessionConfig{MaxSubscriptions: 2})
+	mustHandle(t, s, `{"type":"subscribe","id":"1","topics":["app.a","app.b","app.c"]}`)
+	m, _ := c.waitMsg(t, "error 1", isReply("error", "1"))
+	if m.Code != stream.CodeTooManySubscriptions {
+		t.Fatalf("error = %+v", m)
+	}
+	if st := r.Stats(); st.Subscriptions != 0 || r.SubscriberCount("app.a") != 0 {
+		t.Fatalf("refused subscribe left %d patterns", st.Subscriptions)
+	}
+	mustHandle(t, s, `{"type":"subscribe","id":"2","topics":["app.a","app.b","app.a"]}`) // duplicates count once
+	c.waitMsg(t, "subscribed 2", isReply("subscribed", "2"))
+	mustHandle(t, s, `{"type":"subscribe","id":"3","topics":["app.b"]}`) // already subscribed: no-op
+	c.waitMsg(t, "subscribed 3", isReply("subscribed", "3"))
+	mustHandle(t, s, `{"type":"subscribe","id":"4","topics":["app.c"]}`)
+	m, _ = c.waitMsg(t, "error 4", isReply("error", "4"))
+	if m.Code != stream.CodeTooManySubscriptions {
+		t.Fatalf("error = %+v", m)
+	}
+	if err := s.Subscribe([]string{"app.d"}); !errors.Is(err, stream.ErrTooManySubscriptions) {
+		t.Fatalf("Subscribe past the limit = %v", err)
+	}
+	if st := r.Stats(); st.Subscriptions != 2 {
+		t.Fatalf("Subscriptions = %d, want 2", st.Subscriptions)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	r := newRegistry(t)
+	c := newFakeConn(t)
+	// A rate this low refills nothing during the test: exactly Burst requests pass.
+	s := openSession(t, r, c, stream.SessionConfig{RequestsPerSecond: 0.0001, RequestBurst: 2, RateLimitStrikes: 3})
+	mustHandle(t, s, `{"type":"ping","id":"1"}`)
+	mustHandle(t, s, `{"type":"ping","id":"2"}`)
+	for i := 3; i <= 5; i++ {
+		mustHandle(t, s, fmt.Sprintf(`{"type":"ping","id":"%d"}`, i))
+		m, _ := c.waitMsg(t, "rate_limited", isReply("error", fmt.Sprint(i)))
+		if m.Code != stream.CodeRateLimited {
+			t.Fatalf("reply to request %d = %+v", i, m)
+		}
+	}
+	err := s.Handle([]byte(`{"type":"ping","id":"6"}`))
+	var ce *stream.CloseError
+	if !errors.As(err, &ce) || ce.Code != 1008 {
+		t.Fatalf("Handle after %d strikes = %v, want *CloseError 1008", 3, err)
+	}
+	c.waitMsg(t, "pong 2", isReply("pong", "2"))
+	if st := r.Stats(); st.RateLimited != 4 || st.RateLimitCloses != 1 {
+		t.Fatalf("RateLimited = %d, RateLimitCloses = %d; want 4, 1", st.RateLimited, st.RateLimitCloses)
+	}
+}
+
+func TestRateLimitStrikesResetOnAcceptedRequest(t *testing.T) {
+	r := newRegistry(t)
+	c := newFakeConn(t)
+	s := openSession(t, r, c, stream.SessionConfig{RequestsPerSecond: 10, RequestBurst: 1, RateLimitStrikes: 2})
+	var mu sync.Mutex
+	now := time.Unix(1000, 0)
+	s.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	send := func(id string) error { return s.Handle([]byte(`{"type":"ping","id":"` + id + `"}`)) }
+	// Per round: one accepted request, then two refused ones (the tolerated
+	// strikes); the token that comes back 100 ms later resets the count.
+	for round := range 5 {
+		for i, want := range []string{"pong", "error", "error"} {
+			id := fmt.Sprintf("%d-%d", round, i)
+			if err := send(id); err != nil {
+				t.Fatalf("request %s: %v", id, err)
+			}
+			m, _ := c.waitMsg(t, "reply "+id, func(m msg) bool { return m.ID == id })
+			if m.Type != want {
+				t.Fatalf("reply to %s = %+v, want %s", id, m, want)
+			}
+		}
+		advance(100 * time.Millisecond)
+	}
+	// Without a token, the third strike in a row asks for 1008.
+	for _, id := range []string{"x1", "x2", "x3"} {
+		if err := send(id); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+	}
+	var ce *stream.CloseError
+	if err := send("x4"); !errors.As(err, &ce) || ce.Code != 1008 {
+		t.Fatalf("= %v, want *CloseError 1008", err)
+	}
+}
+
+func TestWriteTimeoutClosesSession(t *testing.T) {
+	r := newRegistry(t)
+	c := newFakeConn(t)
+	c.err = fmt.Errorf("write: %w", os.ErrDeadlineExceeded)
+	s := r.Open(c, stream.SessionConfig{})
+	s.Hello()
+	select {
+	case <-s.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("session not closed after a write timeout")
+	}
+	if closed, code, reason := c.closeState(); !closed || code != 4008 || reason != "write timeout" {
+		t.Fatalf("conn closed=%v code=%d reason=%q, want 4008 write timeout", closed, code, reason)
+	}
+	st := r.Stats()
+	if st.WriteTimeouts != 1 || st.WriteErrors != 1 || st.Sessions != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Handle on a closed session does nothing.
+	if err := s.Handle([]byte(`{"type":"ping"}`)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFullReplyQueueBlocksHandle(t *testing.T) {
+	r := newRegistry(t)
+	c := newGatedConn(t)
+	s := openSession(t, r, c, stream.SessionConfig{ReplyQueue: 2})
+	s.Hello()
+	waitFor(t, "writer blocked on hello", c.blocked)
+	mustHandle(t, s, `{"type":"ping","id":"1"}`)
+	mustHandle(t, s, `{"type":"ping","id":"2"}`)
+	returned := make(chan error, 1)
+	go func() { returned <- s.Handle([]byte(`{"type":"ping","id":"3"}`)) }()
+	select {
+	case err := <-returned:
+		t.Fatalf("Handle returned (%v) while the reply FIFO was full", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if st := r.Stats(); st.ReplyQueueDepth != 2 {
+		t.Fatalf("ReplyQueueDepth = %d, want 2", st.ReplyQueueDepth)
+	}
+	c.open()
+	select {
+	case err := <-returned:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Handle still blocked after the reader resumed")
+	}
+	c.waitMsg(t, "pong 3", isReply("pong", "3"))
+	var ids []string
+	for _, m := range c.messages() {
+		ids = append(ids, m.Type+m.ID)
+	}
+	if !slices.Equal(ids, []string{"hello", "pong1", "pong2", "pong3"}) {
+		t.Fatalf("frames %v, want replies in order", ids)
+	}
+}
+
+func TestCloseUnblocksHandle(t *testing.T) {
+	r := newRegistry(t)
+	c := newGatedConn(t)
+	s := openSession(t, r, c, stream.SessionConfig{ReplyQueue: 1})
+	s.Hello()
+	waitFor(t, "writer blocked", c.blocked)
+	mustHandle(t, s, `{"type":"ping","id":"1"}`)
+	returned := make(chan error, 1)
+	go func() { returned <- s.Handle([]byte(`{"type":"ping","id":"2"}`)) }()
+	s.Close(1001, "going away")
+	select {
+	case err := <-returned:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Handle still blocked after Close")
+	}
+	if closed, code, _ := c.closeState(); !closed || code != 1001 {
+		t.Fatalf("conn closed=%v code=%d", closed, code)
+	}
+}
+
+func TestSubscribeWithoutReply(t *testing.T) {
+	r := newRegistry(t)
+	publish(r, "web-1.cpu", 1)
+	c := newFakeConn(t)
+	s := openSession(t, r, c, stream.SessionConfig{})
+	if err := s.Subscribe([]string{"web-1.cpu", "bad..x"}); !errors.Is(err, stream.ErrInvalidTopic) {
+		t.Fatalf("Subscribe with an invalid pattern = %v", err)
+	}
+	if err := s.Subscribe([]string{"*.cpu"}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitMsg(t, "snapshot", isUpdate("web-1.cpu", 1))
+	publish(r, "web-1.cpu", 2)
+	c.waitMsg(t, "live", isUpdate("web-1.cpu", 2))
+	for _, m := range c.messages() {
+		if m.Type != "update" {
+			t.Fatalf("SSE-style subscription got a %q frame", m.Type)
+		}
+	}
+	s.Close(1000, "")
+	if err := s.Subscribe([]string{"x"}); !errors.Is(err, stream.ErrSessionClosed) {
+		t.Fatalf("Subscribe on a closed session = %v", err)
+	}
+}
+
+func TestCloseAll(t *testing.T) {
+	r := newRegistry(t)
+	var conns []*fakeConn
+	for range 5 {
+		c := newFakeConn(t)
+		s := r.Open(c, stream.SessionConfig{})
+		mustHandle(t, s, `{"type":"subscribe","id":"1","topics":[">"]}`)
+		conns = append(conns, c)
+	}
+	if r.Sessions() != 5 {
+		t.Fatalf("Sessions() = %d", r.Sessions())
+	}
+	r.CloseAll(1001, "server going away")
+	for _, c := range conns {
+		if closed, code, reason := c.closeState(); !closed || code != 1001 || reason != "server going away" {
+			t.Fatalf("closed=%v code=%d reason=%q", closed, code, reason)
+		}
+	}
+	if st := r.Stats(); r.Sessions() != 0 || st.Subscriptions != 0 || r.PatternCount() != 0 {
+		t.Fatalf("after CloseAll: sessions %d, subscriptions %d, patterns %d", r.Sessions(), st.Subscriptions, r.PatternCount())
+	}
+}
+
+// 1,000 open/subscribe/close cycles, with publishes racing, leave no
+// goroutine, session, pattern or route behind.
+func TestCyclesLeaveNothingBehind(t *testing.T) {
+	var demandMu sync.Mutex
+	demand := map[string]bool{}
+	r := stream.NewRegistry(stream.RegistryConfig{Host: "web-1", Demand: func(topic string, on bool) {
+		demandMu.Lock()
+		demand[topic] = on
+		demandMu.Unlock()
+	}})
+	publish(r, "web-1.cpu", 0)
+	base := runtime.NumGoroutine()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+				publish(r, "web-1.cpu", i)
+				publish(r, "web-1.mem", i)
+			}
+		}
+	}()
+	for i := range 1000 {
+		c := newFakeConn(t)
+		if i%10 == 0 {
+			c.gate = make(chan struct{}) // some never read: Close must still end their writer
+		}
+		s := r.Open(c, stream.SessionConfig{})
+		s.Hello()
+		mustHandle(t, s, `{"type":"subscribe","id":"1","topics":["web-1.cpu","*.mem","web-1.>"]}`)
+		if i%2 == 0 {
+			mustHandle(t, s, `{"type":"unsubscribe","id":"2","topics":["*.mem"]}`)
+		}
+		s.Close(1000, "bye")
+	}
+	close(stop)
+	wg.Wait()
+	// Writers of sessions closed mid-write end when their write returns.
+	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= base && r.Stats().Writers == 0 })
+	st := r.Stats()
+	if st.Sessions != 0 || st.Subscriptions != 0 || st.Writers != 0 || st.MailboxDepth != 0 || st.ReplyQueueDepth != 0 {
+		t.Fatalf("left behind: %+v", st)
+	}
+	if st.SessionsOpened != 1000 || st.SessionsClosed != 1000 {
+		t.Fatalf("opened %d closed %d", st.SessionsOpened, st.SessionsClosed)
+	}
+	if r.PatternCount() != 0 || r.SubscriberCount("web-1.cpu") != 0 || r.SubscriberCount("web-1.mem") != 0 {
+		t.Fatal("patterns or routes left behind")
+	}
+	waitFor(t, "demand off", func() bool {
+		demandMu.Lock()
+		defer demandMu.Unlock()
+		return !demand["web-1.cpu"] && !demand["web-1.mem"]
+	})
+}
+
+func TestIdleSessionHasNoWriter(t *testing.T) {
+	r := newRegistry(t)
+	c := newFakeConn(t)
+	s := openSession(t, r, c, stream.SessionConfig{})
+	s.Hello()
+	mustHandle(t, s, `{"type":"subscribe","id":"1","topics":["app.a"]}`)
+	publish(r, "app.a", 1)
+	c.waitMsg(t, "update", isUpdate("app.a", 1))
+	waitFor(t, "writer to exit", func() bool { return r.Stats().Writers == 0 })
+	publish(r, "app.a", 2) // a new writer starts on demand
+	c.waitMsg(t, "update 2", isUpdate("app.a", 2))
+	st := r.Stats()
+	if st.Sent.Hello != 1 || st.Sent.Subscribed != 1 || st.Sent.Update != 2 || st.UpdatesOffered != 2 {
+		t.Fatalf("counters %+v", st.Sent)
+	}
+}

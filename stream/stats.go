@@ -1,0 +1,139 @@
+package stream
+
+import "sync/atomic"
+
+// frameKind classifies frames for the sent counters.
+type frameKind uint8
+
+const (
+	kindHello frameKind = iota
+	kindSubscribed
+	kindUnsubscribed
+	kindTopics
+	kindPong
+	kindError
+	kindStatus
+	kindUpdate
+	numKinds
+)
+
+// counters are the registry's atomic counters; Stats snapshots them.
+type counters struct {
+	opened, closed  atomic.Uint64
+	subscriptions   atomic.Int64
+	published       atomic.Uint64
+	encodeErrors    atomic.Uint64
+	expired         atomic.Uint64
+	offered         atomic.Uint64
+	sent            [numKinds]atomic.Uint64
+	dropStale       atomic.Uint64
+	dropUnsub       atomic.Uint64
+	dropClosed      atomic.Uint64
+	writers         atomic.Int64
+	writeBatches    atomic.Uint64
+	writeErrors     atomic.Uint64
+	writeTimeouts   atomic.Uint64
+	rateLimited     atomic.Uint64
+	rateLimitCloses atomic.Uint64
+}
+
+// FrameCounts counts frames by type.
+type FrameCounts struct {
+	Hello, Subscribed, Unsubscribed, Topics, Pong, Error, Status, Update uint64
+}
+
+// DropCounts counts update values that were never sent, by reason.
+type DropCounts struct {
+	// Stale: replaced in a mailbox by a newer value of the same topic
+	// before it was sent (conflation), or older than what the session
+	// already had.
+	Stale uint64
+	// Unsubscribed: pending when its topic stopped matching the session's
+	// patterns, or offered after that.
+	Unsubscribed uint64
+	// Closed: pending when the session closed, or offered after that.
+	Closed uint64
+}
+
+// Stats is a snapshot of the registry's counters and gauges, for /metrics.
+// Counters only grow; gauges are the state at the time of the call.
+type Stats struct {
+	Sessions        int    // gauge: open sessions
+	SessionsOpened  uint64 // counter
+	SessionsClosed  uint64 // counter
+	Subscriptions   int64  // gauge: patterns subscribed across open sessions
+	Topics          int    // gauge: topics known
+	PublishedTopics int    // gauge: topics created through PublishJSON
+	Published       uint64 // counter: values published (all topics)
+	EncodeErrors    uint64 // counter: samples dropped because their topic or data was invalid
+	TopicsExpired   uint64 // counter: published topics expired by the TTL
+
+	UpdatesOffered uint64      // counter: update values offered to session mailboxes
+	Sent           FrameCounts // counter: frames handed to Conn.WriteFrames successfully
+	Dropped        DropCounts  // counter: update values never sent, by reason
+
+	MailboxDepth    int   // gauge: topics with a pending update or status, all sessions
+	ReplyQueueDepth int   // gauge: replies waiting, all sessions
+	Writers         int64 // gauge: writer goroutines running
+
+	WriteBatches    uint64 // counter: successful WriteFrames calls
+	WriteErrors     uint64 // counter: failed WriteFrames calls (the session was closed)
+	WriteTimeouts   uint64 // counter: the subset of WriteErrors that were deadline timeouts
+	RateLimited     uint64 // counter: requests refused with rate_limited
+	RateLimitCloses uint64 // counter: sessions told to close (1008) for going on past rate_limited
+}
+
+// Stats returns a snapshot of the counters. It visits every session for the
+// queue gauges, so call it per scrape, not per message.
+func (r *Registry) Stats() Stats {
+	st := &r.st
+	out := Stats{
+		SessionsOpened:  st.opened.Load(),
+		SessionsClosed:  st.closed.Load(),
+		Subscriptions:   st.subscriptions.Load(),
+		Published:       st.published.Load(),
+		EncodeErrors:    st.encodeErrors.Load(),
+		TopicsExpired:   st.expired.Load(),
+		UpdatesOffered:  st.offered.Load(),
+		Writers:         st.writers.Load(),
+		WriteBatches:    st.writeBatches.Load(),
+		WriteErrors:     st.writeErrors.Load(),
+		WriteTimeouts:   st.writeTimeouts.Load(),
+		RateLimited:     st.rateLimited.Load(),
+		RateLimitCloses: st.rateLimitCloses.Load(),
+		Sent: FrameCounts{
+			Hello:        st.sent[kindHello].Load(),
+			Subscribed:   st.sent[kindSubscribed].Load(),
+			Unsubscribed: st.sent[kindUnsubscribed].Load(),
+			Topics:       st.sent[kindTopics].Load(),
+			Pong:         st.sent[kindPong].Load(),
+			Error:        st.sent[kindError].Load(),
+			Status:       st.sent[kindStatus].Load(),
+			Update:       st.sent[kindUpdate].Load(),
+		},
+		Dropped: DropCounts{
+			Stale:        st.dropStale.Load(),
+			Unsubscribed: st.dropUnsub.Load(),
+			Closed:       st.dropClosed.Load(),
+		},
+	}
+	r.mu.RLock()
+	out.Topics = len(r.topics)
+	out.PublishedTopics = r.published
+	r.mu.RUnlock()
+
+	r.sessMu.Lock()
+	all := make([]*Session, 0, len(r.sessions))
+	for s := range r.sessions {
+		all = append(all, s)
+	}
+	r.sessMu.Unlock()
+	out.Sessions = len(all)
+	for _, s := range all {
+		s.mu.Lock()
+		out.MailboxDepth += len(s.pending)
+		out.ReplyQueueDepth += len(s.replies)
+		s.mu.Unlock()
+	}
+	return out
+}
