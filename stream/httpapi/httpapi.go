@@ -1,0 +1,396 @@
+// Package httpapi is the HTTP edge of the stream: the WebSocket endpoint
+// (protocol v1, see docs/protocol.md), Server-Sent Events, the REST snapshot
+// API and the publish API, on Fiber v2.
+//
+// Package stream does the work (topics, subscriptions, conflating mailboxes,
+// the protocol); this package adapts Fiber and fasthttp to stream's
+// write-side Conn interface and enforces the limits that belong at the edge:
+// Origin, connections in total and per client IP, frame size, UTF-8, binary
+// frames, liveness, handshake and write timeouts.
+//
+// fasthttp neither tracks nor closes hijacked (WebSocket) connections, and an
+// SSE stream outlives its handler, so Server keeps its own registry of live
+// connections: Drain ends them, Conns counts them.
+//
+// Wiring:
+//
+//	srv := httpapi.New(httpapi.Config{Registry: reg, Logger: log})
+//	app := fiber.New(srv.FiberConfig(fiber.Config{}))
+//	srv.Register(app)
+//	ln, _ := httpapi.Listen("tcp", ":8080", httpapi.DefaultSendBuffer) // caps SO_SNDBUF, enables corking
+//	go app.Listener(ln)
+//	…
+//	srv.Drain(ctx) // WebSockets closed with 1001, SSE streams ended
+//	app.ShutdownWithContext(ctx)
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/utils"
+
+	"github.com/opsdash/opsdash/stream"
+)
+
+// Defaults: of Config's zero values, and (DefaultMaxConns,
+// DefaultMaxConnsPerIP) the values a server's flags start from, since 0
+// turns those two limits off.
+const (
+	DefaultMaxFrameBytes    = 64 << 10
+	DefaultMaxConns         = 10000
+	DefaultMaxConnsPerIP    = 100
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultHeartbeat        = 15 * time.Second
+	DefaultMaxPublishBytes  = 1 << 20
+	DefaultMaxHistory       = 1000
+)
+
+// drainWorkers is how many connections Drain closes at once.
+const drainWorkers = 32
+
+// Config configures a Server. Zero values take the defaults above; the
+// limits that can be turned off say how.
+type Config struct {
+	// Registry is the stream registry served. Required.
+	Registry *stream.Registry
+	// Logger receives connection-level logs (debug) and refusals (info).
+	// nil means slog.Default().
+	Logger *slog.Logger
+	// AllowedOrigins are browser origins allowed to open /ws and /sse
+	// besides the serving host itself: exact origins
+	// ("https://dash.example.com:8443"), hosts on http or https
+	// ("dash.example.com"), subdomain wildcards ("https://*.example.com",
+	// "*.example.com") or "*" for any. Requests without an Origin header
+	// (programs) are always allowed.
+	AllowedOrigins []string
+	// PublishToken enables POST /api/v1/publish with
+	// "Authorization: Bearer <PublishToken>". "" answers 404.
+	PublishToken string
+	// MaxFrameBytes is the largest client frame read; a larger one closes
+	// the connection with 1009. Default 64 KiB.
+	MaxFrameBytes int
+	// MaxConns caps WebSocket and SSE connections together: a WebSocket
+	// over it is upgraded and closed with 1013, an SSE request answered
+	// 503. 0 turns it off (like the flags: "0 turns a limit off");
+	// DefaultMaxConns (10000) is the value a server starts with.
+	MaxConns int
+	// MaxConnsPerIP caps them per client IP (see ClientIP): WebSocket
+	// close 1008, SSE 429. 0 turns it off, as a load test from one
+	// loopback address needs; DefaultMaxConnsPerIP (100) is the value a
+	// server starts with.
+	MaxConnsPerIP int
+	// HandshakeTimeout bounds reading a request, the WebSocket upgrade
+	// included. It is enforced by fasthttp's read timeout: FiberConfig
+	// sets it. Default 10 s.
+	HandshakeTimeout time.Duration
+	// WriteTimeout is the deadline of every write to a WebSocket or SSE
+	// stream (one batch of frames). A write stuck past it closes the
+	// connection (the session closes with 4008). Default 10 s.
+	WriteTimeout time.Duration
+	// Heartbeat is the WebSocket ping period and the SSE comment period;
+	// a WebSocket that sends nothing (no pong, no frame) for 2.5 heartbeats
+	// is closed. Advertised to clients as heartbeat_ms. Default 15 s.
+	Heartbeat time.Duration
+	// Session holds the per-connection limits, passed to the registry as
+	// they are (Heartbeat is set from Heartbeat above). A zero Session
+	// means stream.DefaultSessionConfig(); in a non-zero one, zero
+	// MaxSubscriptions and RequestsPerSecond turn those limits off.
+	Session stream.SessionConfig
+	// MaxPublishBytes caps a publish request's body (413). Default 1 MiB.
+	// fiber.Config.BodyLimit must be at least this (FiberConfig sees to it).
+	MaxPublishBytes int
+	// MaxHistory caps ?history=N of GET /api/v1/topics/{topic}. Default
+	// 1000 (the registry keeps fewer by default).
+	MaxHistory int
+	// ClientIP returns the client address the per-IP limit counts. nil
+	// means c.IP(), the peer address (or Fiber's trusted proxy header).
+	ClientIP func(c *fiber.Ctx) string
+}
+
+// Server is the HTTP edge of one stream.Registry. Create it with New and
+// mount it with Register.
+type Server struct {
+	cfg       Config
+	reg       *stream.Registry
+	log       *slog.Logger
+	origins   originPolicy
+	conns     *connSet
+	wsPool    websocket.BufferPool // shared write buffers of every WebSocket
+	tokenHash [32]byte             // sha256 of PublishToken, compared in constant time
+
+	statsMu sync.Mutex
+	closes  map[int]uint64    // WebSocket close codes the server sent
+	refused map[string]uint64 // refusals by reason
+	opened  atomic.Uint64
+}
+
+// New returns a Server for cfg.Registry. It panics when Registry is nil,
+// a wiring error.
+func New(cfg Config) *Server {
+	if cfg.Registry == nil {
+		panic("httpapi: Config.Registry is nil")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxFrameBytes <= 0 {
+		cfg.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.MaxPublishBytes <= 0 {
+		cfg.MaxPublishBytes = DefaultMaxPublishBytes
+	}
+	if cfg.MaxHistory <= 0 {
+		cfg.MaxHistory = DefaultMaxHistory
+	}
+	if cfg.ClientIP == nil {
+		cfg.ClientIP = func(c *fiber.Ctx) string { return c.IP() }
+	}
+	if cfg.Session == (stream.SessionConfig{}) {
+		cfg.Session = stream.DefaultSessionConfig()
+	}
+	cfg.Session.Heartbeat = cfg.Heartbeat
+	origins, bad := newOriginPolicy(cfg.AllowedOrigins)
+	for _, e := range bad {
+		cfg.Logger.Warn("ignoring an allowed origin that cannot be parsed", "origin", e)
+	}
+	s := &Server{
+		cfg:     cfg,
+		reg:     cfg.Registry,
+		log:     cfg.Logger,
+		origins: origins,
+		conns:   newConnSet(max(cfg.MaxConns, 0), max(cfg.MaxConnsPerIP, 0)),
+		wsPool:  &sync.Pool{},
+		closes:  make(map[int]uint64),
+		refused: make(map[string]uint64),
+	}
+	if cfg.PublishToken != "" {
+		s.tokenHash = hashToken(cfg.PublishToken)
+	}
+	return s
+}
+
+// FiberConfig returns base with what the edge needs from the Fiber app:
+//   - ReadTimeout = HandshakeTimeout when base has none: fasthttp's read
+//     timeout is what bounds reading a request, the WebSocket handshake
+//     included (upgraded connections clear it);
+//   - IdleTimeout 60 s when unset;
+//   - BodyLimit (Fiber's default 4 MiB when unset) above MaxPublishBytes, so
+//     an oversized publish gets this package's JSON 413;
+//   - ErrorHandler = ErrorHandler when unset, so errors Fiber and fasthttp
+//     raise themselves (unknown route, body too large, timeouts) are JSON
+//     too;
+//   - no WriteTimeout: fasthttp applies it to a whole response, which would
+//     cut SSE streams; this package sets a deadline per write itself;
+//   - ReduceMemoryUsage: otherwise fasthttp hands its 4 KiB request reader
+//     over to every upgraded WebSocket for its whole life (measured: 20 KiB
+//     per idle subscribed connection instead of 16 KiB; see
+//     BenchmarkIdleConnMemory). Set it back to false after this call to
+//     trade that memory for a little less allocation per HTTP request.
+func (s *Server) FiberConfig(base fiber.Config) fiber.Config {
+	if base.ReadTimeout <= 0 {
+		base.ReadTimeout = s.cfg.HandshakeTimeout
+	}
+	if base.IdleTimeout <= 0 {
+		base.IdleTimeout = 60 * time.Second
+	}
+	if base.BodyLimit <= 0 {
+		base.BodyLimit = fiber.DefaultBodyLimit
+	}
+	if base.BodyLimit <= s.cfg.MaxPublishBytes {
+		base.BodyLimit = s.cfg.MaxPublishBytes + 1
+	}
+	if base.ErrorHandler == nil {
+		base.ErrorHandler = ErrorHandler
+	}
+	base.WriteTimeout = 0
+	base.ReduceMemoryUsage = true
+	return base
+}
+
+// ErrorHandler is a fiber.ErrorHandler answering every error in the API's
+// JSON form {"error":{"code":…,"message":…}}: a *fiber.Error keeps its
+// status (code derived from it: not_found, method_not_allowed,
+// payload_too_large, request_timeout, bad_request…), anything else is a 500
+// internal error whose detail is not shown to the client.
+func ErrorHandler(c *fiber.Ctx, err error) error {
+	status, msg := fiber.StatusInternalServerError, "internal error"
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		status, msg = fe.Code, fe.Message
+	}
+	return jsonError(c, status, statusCode(status), msg)
+}
+
+// statusCode names an HTTP status as an error code: "Not Found" → not_found.
+func statusCode(status int) string {
+	switch status {
+	case fiber.StatusRequestEntityTooLarge:
+		return "payload_too_large"
+	case fiber.StatusInternalServerError:
+		return "internal"
+	}
+	text := fiber.ErrInternalServerError.Message
+	if t := utils.StatusMessage(status); t != "" {
+		text = t
+	}
+	return strings.ReplaceAll(strings.ToLower(text), " ", "_")
+}
+
+// Register mounts the endpoints on r:
+//
+//	GET  /ws                   WebSocket, protocol v1
+//	GET  /sse?topics=a,b       Server-Sent Events
+//	GET  /api/v1/topics        topic list
+//	GET  /api/v1/topics/:topic one topic's latest value (?history=N)
+//	POST /api/v1/publish       publish API (404 unless PublishToken)
+func (s *Server) Register(r fiber.Router) {
+	r.Get("/ws", s.checkOrigin, s.wsHandler())
+	r.Get("/sse", s.checkOrigin, s.handleSSE)
+	r.Get("/api/v1/topics", s.handleTopics)
+	r.Get("/api/v1/topics/:topic", s.handleTopic)
+	r.Post("/api/v1/publish", s.handlePublish)
+}
+
+// Drain closes every WebSocket with 1001 and ends every SSE stream, and
+// refuses new ones (503) from then on. It waits until they are all gone or
+// ctx ends, and returns ctx's error in that case. REST endpoints keep
+// answering.
+func (s *Server) Drain(ctx context.Context) error {
+	conns, empty := s.conns.drain()
+	// Closing one connection may wait up to closeTimeout for a close frame
+	// to get past a stuck writer, so they are closed by a few workers
+	// rather than one after the other.
+	work := make(chan liveConn)
+	var wg sync.WaitGroup
+	for i := 0; i < min(len(conns), drainWorkers); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range work {
+				c.shutdown(closeGoingAway, "server going away")
+			}
+		}()
+	}
+	for _, c := range conns {
+		work <- c
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case <-empty:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Conns returns the number of live WebSocket and SSE connections, counting
+// those being set up or torn down.
+func (s *Server) Conns() int { return s.conns.count() }
+
+// Stats are the edge's counters, for /metrics.
+type Stats struct {
+	// WebSockets and SSEStreams are the live connections by kind.
+	WebSockets, SSEStreams int
+	// Opened counts connections admitted since start.
+	Opened uint64
+	// Refused counts connections refused by reason: "origin", "capacity",
+	// "per_ip", "draining".
+	Refused map[string]uint64
+	// Closes counts WebSocket close codes sent by the server.
+	Closes map[int]uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		WebSockets: int(s.conns.ws.Load()),
+		SSEStreams: int(s.conns.sse.Load()),
+		Opened:     s.opened.Load(),
+		Refused:    make(map[string]uint64),
+		Closes:     make(map[int]uint64),
+	}
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	for k, v := range s.refused {
+		st.Refused[k] = v
+	}
+	for k, v := range s.closes {
+		st.Closes[k] = v
+	}
+	return st
+}
+
+// CloseCodes returns the codes of Stats.Closes in order, for stable output.
+func (st Stats) CloseCodes() []int {
+	codes := make([]int, 0, len(st.Closes))
+	for c := range st.Closes {
+		codes = append(codes, c)
+	}
+	sort.Ints(codes)
+	return codes
+}
+
+func (s *Server) countRefused(reason string) {
+	s.statsMu.Lock()
+	s.refused[reason]++
+	s.statsMu.Unlock()
+}
+
+func (s *Server) countClose(code int) {
+	s.statsMu.Lock()
+	s.closes[code]++
+	s.statsMu.Unlock()
+}
+
+// checkOrigin refuses a browser handshake from a foreign origin with 403
+// before anything is upgraded or streamed.
+func (s *Server) checkOrigin(c *fiber.Ctx) error {
+	origin := c.Get(fiber.HeaderOrigin)
+	if s.origins.allows(origin, c.Hostname()) {
+		return c.Next()
+	}
+	s.countRefused("origin")
+	s.log.Info("refused a cross-origin stream", "origin", origin, "host", c.Hostname(), "path", c.Path())
+	return jsonError(c, fiber.StatusForbidden, "forbidden", "origin "+origin+" is not allowed")
+}
+
+// errorBody is every HTTP error of the API: {"error":{"code":…,"message":…}}.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func jsonError(c *fiber.Ctx, status int, code, message string) error {
+	return c.Status(status).JSON(errorBody{errorDetail{code, message}})
+}
+
+// asCloseError returns err as a *stream.CloseError, if it is one.
+func asCloseError(err error) (*stream.CloseError, bool) {
+	var ce *stream.CloseError
+	ok := errors.As(err, &ce)
+	return ce, ok
+}

@@ -1,0 +1,179 @@
+package httpapi
+
+import (
+	"errors"
+	"net"
+	"sync"
+)
+
+// DefaultSendBuffer is the SO_SNDBUF a server should give WrapListener.
+//
+// Why cap it at all: measured on Linux loopback, a socket's send buffer
+// autotunes up to 4 MiB. For a subscriber that stops reading, that is
+// megabytes of frames that already left the conflating mailbox, so when it
+// resumes it is handed seconds of stale values before the fresh ones. With
+// a small cap the backlog outside the mailbox stays small and conflation
+// (newest value per topic) does the rest. The kernel doubles the value it
+// is given (see socket(7)), so 64 KiB here means about 128 KiB of kernel
+// memory at most per connection.
+const DefaultSendBuffer = 64 << 10
+
+// corkFlushAt is the corked buffer size past which Write flushes early, so a
+// drain of many large frames never holds more than this (plus one frame) in
+// process memory.
+const corkFlushAt = 64 << 10
+
+// Listen announces on the local network address like net.Listen and wraps
+// the listener with WrapListener.
+func Listen(network, addr string, sndbuf int) (net.Listener, error) {
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return WrapListener(l, sndbuf), nil
+}
+
+// WrapListener returns a listener whose accepted connections have their
+// kernel send buffer capped to sndbuf bytes (SO_SNDBUF; 0 or less leaves
+// the kernel's autotuning alone) and are wrapped in a corking connection:
+// the WebSocket writer corks it, writes several frames and uncorks, so the
+// frames leave in one write system call. Serve the Fiber app on it with
+// app.Listener(WrapListener(l, DefaultSendBuffer)).
+func WrapListener(l net.Listener, sndbuf int) net.Listener {
+	return &listener{Listener: l, sndbuf: sndbuf}
+}
+
+type listener struct {
+	net.Listener
+	sndbuf int
+}
+
+// writeBufferSetter is implemented by *net.TCPConn and *net.UnixConn.
+type writeBufferSetter interface{ SetWriteBuffer(bytes int) error }
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if l.sndbuf > 0 {
+		if s, ok := c.(writeBufferSetter); ok {
+			// A failure leaves the kernel default: worse freshness for a slow
+			// reader, never a broken connection, so it is not worth refusing it.
+			_ = s.SetWriteBuffer(l.sndbuf)
+		}
+	}
+	return &corkConn{Conn: c}, nil
+}
+
+// corkConn is a net.Conn whose writes can be held back ("corked") and sent
+// together with one write system call when uncorked, like TCP_CORK but in
+// user space and without its 200 ms timer. While it is not corked, writes go
+// straight to the socket.
+//
+// All writes take mu, so a write from another goroutine (a ping, a close
+// frame) while corked is appended after the frames already held, in order.
+type corkConn struct {
+	net.Conn
+
+	mu     sync.Mutex
+	corked bool
+	buf    *[]byte // held frames while corked; from corkPool
+}
+
+// corkPool holds the buffers of corked writes. A connection holds one only
+// between Cork and Uncork, so an idle connection costs nothing here.
+var corkPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// Write implements net.Conn.
+func (c *corkConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.corked {
+		return c.Conn.Write(p)
+	}
+	if c.buf == nil {
+		c.buf = corkPool.Get().(*[]byte)
+	}
+	*c.buf = append(*c.buf, p...)
+	if len(*c.buf) >= corkFlushAt {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// Cork holds back every following write until Uncork.
+func (c *corkConn) Cork() {
+	c.mu.Lock()
+	c.corked = true
+	c.mu.Unlock()
+}
+
+// Uncork sends the held writes in one write call (bounded by the write
+// deadline set on the connection) and lets later writes through.
+func (c *corkConn) Uncork() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corked = false
+	return c.flushLocked()
+}
+
+func (c *corkConn) flushLocked() error {
+	if c.buf == nil {
+		return nil
+	}
+	b := c.buf
+	c.buf = nil
+	var err error
+	if len(*b) > 0 {
+		_, err = c.Conn.Write(*b)
+	}
+	// A buffer grown by an unusual burst is dropped rather than pinned in
+	// the pool for every later connection.
+	if cap(*b) <= 2*corkFlushAt {
+		*b = (*b)[:0]
+		corkPool.Put(b)
+	}
+	return err
+}
+
+// Close closes the socket. Frames still corked are sent first when no other
+// write is in progress (bounded by the connection's write deadline, which
+// the caller sets short); a write in progress is not waited for, since
+// closing the socket is what unblocks it.
+func (c *corkConn) Close() error {
+	if c.mu.TryLock() {
+		_ = c.flushLocked()
+		c.corked = false
+		c.mu.Unlock()
+	}
+	return c.Conn.Close()
+}
+
+// corker is what the WebSocket writer needs from the connection below it.
+type corker interface {
+	Cork()
+	Uncork() error
+}
+
+// unsafeConner is implemented by fasthttp's hijacked connection, which
+// wraps the listener's connection: its Close does nothing (fasthttp closes
+// the socket itself when the handler returns), so closing a WebSocket from
+// another goroutine has to reach the connection underneath.
+type unsafeConner interface{ UnsafeConn() net.Conn }
+
+// underlying returns the connection a hijacked connection wraps, or c.
+func underlying(c net.Conn) net.Conn {
+	for i := 0; i < 4; i++ { // bounded: wrappers do not nest deeply
+		u, ok := c.(unsafeConner)
+		if !ok {
+			return c
+		}
+		c = u.UnsafeConn()
+	}
+	return c
+}
+
+var errClosed = errors.New("httpapi: connection closed")

@@ -1,0 +1,245 @@
+package httpapi
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/opsdash/opsdash/stream"
+)
+
+// handleTopics serves GET /api/v1/topics: every topic, entries as in the
+// WebSocket "list" reply, sorted by name.
+func (s *Server) handleTopics(c *fiber.Ctx) error {
+	topics := s.reg.Topics()
+	if topics == nil {
+		topics = []stream.TopicState{}
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(topics)
+}
+
+// topicBody is GET /api/v1/topics/{topic}.
+type topicBody struct {
+	Topic       string                `json:"topic"`
+	Seq         uint64                `json:"seq"`
+	TS          int64                 `json:"ts"`
+	Status      string                `json:"status"`
+	Error       string                `json:"error,omitempty"`
+	IntervalMS  int64                 `json:"interval_ms"`
+	Description string                `json:"description"`
+	Data        json.RawMessage       `json:"data"`
+	History     []stream.HistoryEntry `json:"history,omitempty"`
+}
+
+// handleTopic serves GET /api/v1/topics/{topic}[?history=N]: the topic's
+// latest value, status and, with history, up to N past values, oldest
+// first. 400 invalid_topic for a malformed name, 404 not_found for a topic
+// the registry does not know.
+func (s *Server) handleTopic(c *fiber.Ctx) error {
+	name := c.Params("topic")
+	if !stream.ValidTopic(name) {
+		return jsonError(c, fiber.StatusBadRequest, stream.CodeInvalidTopic,
+			fmt.Sprintf("%q is not a topic: dot-separated tokens of [a-z0-9_-]", name))
+	}
+	history := 0
+	if h := c.Query("history"); h != "" {
+		n, err := strconv.Atoi(h)
+		if err != nil || n < 0 {
+			return jsonError(c, fiber.StatusBadRequest, stream.CodeBadRequest,
+				`"history" must be a non-negative integer`)
+		}
+		history = min(n, s.cfg.MaxHistory)
+	}
+	t, ok := s.reg.Topic(name, history)
+	if !ok {
+		return jsonError(c, fiber.StatusNotFound, "not_found", "no topic "+name)
+	}
+	data := t.Data
+	if len(data) == 0 {
+		data = json.RawMessage("null") // pending: no value yet
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(topicBody{
+		Topic: t.Name, Seq: t.Seq, TS: t.TS, Status: t.Status, Error: t.Error,
+		IntervalMS: t.IntervalMS, Description: t.Description,
+		Data: data, History: t.History,
+	})
+}
+
+// publishItem is one entry of a publish request.
+type publishItem struct {
+	Topic string          `json:"topic"`
+	Data  json.RawMessage `json:"data"`
+	// TS is the sample's Unix time in milliseconds; absent means now.
+	TS *int64 `json:"ts,omitempty"`
+}
+
+// publishReply is the 200 answer of POST /api/v1/publish.
+type publishReply struct {
+	Published int `json:"published"`
+}
+
+// handlePublish serves POST /api/v1/publish: one {"topic","data"[,"ts"]}
+// or a JSON array of them. See docs/protocol.md for the status codes. The
+// whole request is validated before anything is published, so a 400 or 403
+// publishes nothing.
+func (s *Server) handlePublish(c *fiber.Ctx) error {
+	if s.cfg.PublishToken == "" {
+		return jsonError(c, fiber.StatusNotFound, "not_found",
+			"the publish API is off: start the server with --publish-token")
+	}
+	if !s.authorized(c.Get(fiber.HeaderAuthorization)) {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="opsdash publish"`)
+		return jsonError(c, fiber.StatusUnauthorized, "unauthorized", "a valid Authorization: Bearer token is required")
+	}
+	body := c.Body()
+	if len(body) > s.cfg.MaxPublishBytes {
+		return jsonError(c, fiber.StatusRequestEntityTooLarge, "payload_too_large",
+			fmt.Sprintf("the body is %d bytes, the limit is %d", len(body), s.cfg.MaxPublishBytes))
+	}
+	items, err := decodePublish(body)
+	if err != nil {
+		return jsonError(c, fiber.StatusBadRequest, stream.CodeBadRequest, err.Error())
+	}
+	host := s.reg.Host()
+	for i, it := range items {
+		if !stream.ValidTopic(it.Topic) {
+			return jsonError(c, fiber.StatusBadRequest, stream.CodeInvalidTopic,
+				fmt.Sprintf("item %d: %q is not a topic: dot-separated tokens of [a-z0-9_-]", i, it.Topic))
+		}
+		if host != "" && (it.Topic == host || strings.HasPrefix(it.Topic, host+".")) {
+			return jsonError(c, fiber.StatusForbidden, "reserved_topic",
+				fmt.Sprintf("item %d: topics of source %q belong to this server's collectors", i, host))
+		}
+	}
+	now := time.Now()
+	for i, it := range items {
+		ts := now
+		if it.TS != nil {
+			ts = time.UnixMilli(*it.TS)
+		}
+		if err := s.reg.PublishJSON(it.Topic, ts, it.Data); err != nil {
+			status, code := publishErrorStatus(err)
+			return c.Status(status).JSON(publishError{
+				Error:     errorDetail{code, fmt.Sprintf("item %d: %v", i, err)},
+				Published: i,
+			})
+		}
+	}
+	return c.JSON(publishReply{Published: len(items)})
+}
+
+// publishError is an error after some items were published: the count says
+// how many (the items before the failing one).
+type publishError struct {
+	Error     errorDetail `json:"error"`
+	Published int         `json:"published"`
+}
+
+// publishErrorStatus maps a registry error to the HTTP status and code.
+func publishErrorStatus(err error) (int, string) {
+	switch {
+	case errors.Is(err, stream.ErrTooManyTopics):
+		// A quota, not a fault: existing topics still publish, new ones
+		// wait until unused ones expire (PublishedTTL).
+		return fiber.StatusTooManyRequests, "too_many_topics"
+	case errors.Is(err, stream.ErrReservedTopic):
+		return fiber.StatusForbidden, "reserved_topic"
+	case errors.Is(err, stream.ErrInvalidTopic):
+		return fiber.StatusBadRequest, stream.CodeInvalidTopic
+	case errors.Is(err, stream.ErrInvalidData):
+		return fiber.StatusBadRequest, stream.CodeBadRequest
+	}
+	return fiber.StatusBadRequest, stream.CodeBadRequest
+}
+
+// decodePublish decodes a publish body strictly: one object or a non-empty
+// array of objects, each with a string "topic", an object "data" and
+// optionally an integer "ts" (Unix ms); no other fields. Errors name the
+// item (its index in the array, 0 for a single object).
+func decodePublish(body []byte) ([]publishItem, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil, errors.New(`empty body: send {"topic":"app.metric","data":{…}} or an array of them`)
+	}
+	var raws []json.RawMessage
+	if body[0] == '[' {
+		if err := json.Unmarshal(body, &raws); err != nil {
+			return nil, fmt.Errorf("the body is not a JSON array: %v", err)
+		}
+		if len(raws) == 0 {
+			return nil, errors.New("the array is empty")
+		}
+	} else {
+		raws = []json.RawMessage{body}
+	}
+	items := make([]publishItem, len(raws))
+	for i, raw := range raws {
+		if err := decodePublishItem(raw, &items[i]); err != nil {
+			return nil, fmt.Errorf("item %d: %v", i, err)
+		}
+	}
+	return items, nil
+}
+
+func decodePublishItem(raw json.RawMessage, it *publishItem) error {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
+		return errors.New(`not a JSON object {"topic":…,"data":{…}}`)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return fmt.Errorf("invalid JSON: %v", err)
+	}
+	for k := range fields {
+		if k != "topic" && k != "data" && k != "ts" {
+			return fmt.Errorf("unknown field %q", k)
+		}
+	}
+	t, ok := fields["topic"]
+	if !ok || len(t) == 0 || t[0] != '"' || json.Unmarshal(t, &it.Topic) != nil {
+		return errors.New(`"topic" must be a string`)
+	}
+	d, ok := fields["data"]
+	if !ok || len(d) == 0 || d[0] != '{' {
+		return errors.New(`"data" must be a JSON object`)
+	}
+	// Compact, so the frame built by concatenation around it stays one line.
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, d); err != nil {
+		return fmt.Errorf(`"data": %v`, err)
+	}
+	it.Data = buf.Bytes()
+	if ts, ok := fields["ts"]; ok {
+		var v int64
+		if err := json.Unmarshal(ts, &v); err != nil || v <= 0 {
+			return errors.New(`"ts" must be a positive integer (Unix time in milliseconds)`)
+		}
+		it.TS = &v
+	}
+	return nil
+}
+
+// hashToken is what the publish token is compared through: comparing
+// fixed-size digests in constant time leaks neither content nor length.
+func hashToken(tok string) [32]byte { return sha256.Sum256([]byte(tok)) }
+
+// authorized reports whether an Authorization header carries the publish
+// token.
+func (s *Server) authorized(header string) bool {
+	const prefix = "bearer "
+	if len(header) <= len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
+		return false
+	}
+	got := hashToken(strings.TrimSpace(header[len(prefix):]))
+	return subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) == 1
+}

@@ -1,0 +1,239 @@
+package httpapi
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/opsdash/opsdash/stream"
+)
+
+// sseRetryMS is the reconnection delay suggested to EventSource clients.
+const sseRetryMS = 2000
+
+// handleSSE serves GET /sse?topics=a,b: the subscription of protocol v1 over
+// Server-Sent Events. Errors (bad or missing topics, limits, draining) are
+// JSON answers before the stream starts; after that the stream is the
+// snapshot followed by live updates and status changes, with comment lines
+// every heartbeat.
+func (s *Server) handleSSE(c *fiber.Ctx) error {
+	patterns, err := parseTopicsParam(c.Query("topics"))
+	if err != nil {
+		return jsonError(c, fiber.StatusBadRequest, stream.CodeInvalidTopic, err.Error())
+	}
+	ip := s.cfg.ClientIP(c)
+	switch r := s.conns.admit(ip); r {
+	case refuseNone:
+	case refusePerIP:
+		s.countRefused(r.String())
+		return jsonError(c, fiber.StatusTooManyRequests, "too_many_connections", "too many connections from this address")
+	case refuseDraining:
+		s.countRefused(r.String())
+		c.Set(fiber.HeaderRetryAfter, "1")
+		return jsonError(c, fiber.StatusServiceUnavailable, "draining", "the server is shutting down")
+	default:
+		s.countRefused(r.String())
+		c.Set(fiber.HeaderRetryAfter, "5")
+		return jsonError(c, fiber.StatusServiceUnavailable, "over_capacity", "server at connection capacity")
+	}
+
+	fctx := c.Context()
+	sc := &sseConn{
+		srv:   s,
+		ip:    ip,
+		nc:    fctx.Conn(),
+		reqs:  make(chan []stream.Frame),
+		res:   make(chan error, 1),
+		done:  make(chan struct{}),
+		ended: make(chan struct{}),
+	}
+	sc.sess = s.reg.Open(sc, s.cfg.Session)
+	if err := sc.sess.Subscribe(patterns); err != nil {
+		sc.sess.Close(closeNormal, "")
+		s.conns.release(ip)
+		code := stream.CodeInvalidTopic
+		if !errors.Is(err, stream.ErrInvalidTopic) {
+			code = stream.CodeTooManySubscriptions
+		}
+		return jsonError(c, fiber.StatusBadRequest, code, err.Error())
+	}
+	if !s.conns.add(sc, true) { // Drain started since admit
+		sc.sess.Close(closeGoingAway, "server going away")
+		s.conns.release(ip)
+		c.Set(fiber.HeaderRetryAfter, "1")
+		return jsonError(c, fiber.StatusServiceUnavailable, "draining", "the server is shutting down")
+	}
+	s.opened.Add(1)
+
+	c.Set(fiber.HeaderContentType, "text/event-stream; charset=utf-8")
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	c.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	// One stream per TCP connection: when it ends (drain, write failure)
+	// the connection goes too, rather than idling as keep-alive.
+	fctx.SetConnectionClose()
+	// fasthttp runs the stream writer in its own goroutine, writing into a
+	// pipe that the connection's goroutine copies to the socket as chunks.
+	fctx.SetBodyStreamWriter(sc.run)
+	return nil
+}
+
+// parseTopicsParam splits "a,b" and checks every pattern.
+func parseTopicsParam(q string) ([]string, error) {
+	if strings.TrimSpace(q) == "" {
+		return nil, errors.New(`query parameter "topics" is required: /sse?topics=web-1.cpu,*.mem`)
+	}
+	var patterns []string
+	for _, p := range strings.Split(q, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if _, err := stream.ParsePattern(p); err != nil {
+			return nil, err
+		}
+		patterns = append(patterns, p)
+	}
+	if len(patterns) == 0 {
+		return nil, errors.New(`query parameter "topics" names no pattern`)
+	}
+	return patterns, nil
+}
+
+// sseConn is the stream.Conn of one SSE stream. The session's writer hands
+// each batch to the stream-writer goroutine (run) through reqs and waits for
+// its result, so the bufio.Writer fasthttp gives run is only ever used by
+// run, which also writes the heartbeats.
+type sseConn struct {
+	srv  *Server
+	ip   string
+	nc   net.Conn // the client's connection: write deadlines go here
+	sess *stream.Session
+
+	wmu   sync.Mutex // one WriteFrames at a time (res is shared)
+	reqs  chan []stream.Frame
+	res   chan error
+	done  chan struct{} // closed by Close: run returns
+	ended chan struct{} // closed when run has returned
+	once  sync.Once
+}
+
+var _ stream.Conn = (*sseConn)(nil)
+
+// WriteFrames hands the frames to the stream goroutine and waits until they
+// are flushed towards the client.
+func (sc *sseConn) WriteFrames(frames []stream.Frame) error {
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	select {
+	case sc.reqs <- frames:
+		return <-sc.res
+	case <-sc.done:
+		return errClosed
+	case <-sc.ended:
+		return errClosed
+	}
+}
+
+// Close ends the stream (the code and reason are not sent: SSE has no close
+// frame; the client's EventSource reconnects). Idempotent.
+func (sc *sseConn) Close(code int, reason string) error {
+	sc.once.Do(func() { close(sc.done) })
+	return nil
+}
+
+// shutdown implements liveConn.
+func (sc *sseConn) shutdown(code int, reason string) {
+	_ = sc.Close(code, reason)
+	sc.sess.Close(code, reason)
+}
+
+// run is the body stream writer: it writes what WriteFrames hands it and a
+// comment every heartbeat, and returns (ending the response) on Close or
+// when a flush fails, which is how a client that went away shows up.
+func (sc *sseConn) run(w *bufio.Writer) {
+	s := sc.srv
+	defer func() {
+		close(sc.ended)
+		sc.sess.Close(closeNormal, "")
+		s.conns.remove(sc, true)
+		s.conns.release(sc.ip)
+	}()
+	// Headers and a first line at once, so the client sees the stream open
+	// even when no subscribed topic has a value yet.
+	w.WriteString("retry: " + strconv.Itoa(sseRetryMS) + "\n: opsdash stream\n\n")
+	if sc.flush(w) != nil {
+		return
+	}
+	hb := time.NewTicker(s.cfg.Heartbeat)
+	defer hb.Stop()
+	for {
+		select {
+		case frames := <-sc.reqs:
+			for _, f := range frames {
+				writeEvent(w, f)
+			}
+			err := sc.flush(w)
+			sc.res <- err
+			if err != nil {
+				return
+			}
+		case <-hb.C:
+			w.WriteString(": ping\n\n")
+			if sc.flush(w) != nil {
+				return
+			}
+		case <-sc.done:
+			return
+		}
+	}
+}
+
+// flush sends what w holds with a fresh write deadline. The deadline is set
+// on the client's socket, which fasthttp's goroutine writes; a stuck client
+// makes that write fail, which closes the pipe under w and fails a later
+// flush here.
+func (sc *sseConn) flush(w *bufio.Writer) error {
+	if sc.nc != nil {
+		_ = sc.nc.SetWriteDeadline(time.Now().Add(sc.srv.cfg.WriteTimeout))
+	}
+	return w.Flush()
+}
+
+// writeEvent writes one frame as an SSE event: updates as "event: update"
+// with "id: <topic>:<seq>", status changes as "event: status", anything
+// else as the frame's own type. data is the WebSocket frame's JSON.
+func writeEvent(w *bufio.Writer, f stream.Frame) {
+	switch f.Type {
+	case "update":
+		w.WriteString("event: update\nid: ")
+		w.WriteString(f.Topic)
+		w.WriteByte(':')
+		w.WriteString(strconv.FormatUint(f.Seq, 10))
+		w.WriteByte('\n')
+	case "status":
+		w.WriteString("event: status\n")
+	}
+	// Encoded JSON has no raw newlines; should one ever appear, each line
+	// goes on its own data: line, which the client joins back with "\n".
+	data := f.JSON
+	for {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break
+		}
+		w.WriteString("data: ")
+		w.Write(data[:i])
+		w.WriteByte('\n')
+		data = data[i+1:]
+	}
+	w.WriteString("data: ")
+	w.Write(data)
+	w.WriteString("\n\n")
+}

@@ -1,0 +1,329 @@
+package httpapi
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fasthttp/websocket"
+	wsfiber "github.com/gofiber/contrib/websocket"
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/opsdash/opsdash/stream"
+)
+
+// Sizes of the WebSocket's own buffers. Requests are small JSON objects and
+// the read buffer is held for the connection's lifetime, so it is small; the
+// write buffer comes from a pool shared by every connection and is held only
+// while a message is being written (frames are corked below it anyway).
+const (
+	wsReadBufferSize  = 512
+	wsWriteBufferSize = 4096
+)
+
+// closeTimeout bounds writing a close frame: the socket is closed right
+// after, whether the frame got out or not.
+const closeTimeout = time.Second
+
+// Close codes of the protocol (docs/protocol.md).
+const (
+	closeNormal      = websocket.CloseNormalClosure           // 1000
+	closeGoingAway   = websocket.CloseGoingAway               // 1001: drain, shutdown, read timeout
+	closeUnsupported = websocket.CloseUnsupportedData         // 1003: binary frame
+	closeInvalidUTF8 = websocket.CloseInvalidFramePayloadData // 1007
+	closePolicy      = websocket.ClosePolicyViolation         // 1008: per-IP limit, rate limit
+	closeTooBig      = websocket.CloseMessageTooBig           // 1009
+	closeInternal    = websocket.CloseInternalServerErr       // 1011
+	closeTryLater    = websocket.CloseTryAgainLater           // 1013: over capacity
+	// closeWriteTimeout is the application code of a connection whose
+	// writes stayed stuck past WriteTimeout (the session closes with it).
+	closeWriteTimeout = 4008
+)
+
+// localClientIP is the Fiber local carrying the client IP from the
+// pre-upgrade handler to the WebSocket handler (contrib copies locals).
+const localClientIP = "opsdash.httpapi.client_ip"
+
+// wsHandler returns the handler of GET /ws (after the Origin check).
+func (s *Server) wsHandler() fiber.Handler {
+	upgrade := wsfiber.New(s.serveWS, wsfiber.Config{
+		// No HandshakeTimeout: the server-side upgrader ignores it; reading
+		// the handshake is bounded by fasthttp's ReadTimeout (FiberConfig).
+		ReadBufferSize:  wsReadBufferSize,
+		WriteBufferSize: wsWriteBufferSize,
+		WriteBufferPool: s.wsPool,
+		RecoverHandler: func(c *wsfiber.Conn) {
+			if r := recover(); r != nil {
+				s.log.Error("panic in a WebSocket handler", "panic", r)
+			}
+		},
+	})
+	return func(c *fiber.Ctx) error {
+		if !wsfiber.IsWebSocketUpgrade(c) {
+			return jsonError(c, fiber.StatusUpgradeRequired, "upgrade_required",
+				"/ws is a WebSocket endpoint (protocol v1, see docs/protocol.md)")
+		}
+		// Draining is refused with a status a load balancer understands.
+		// The connection limits are not checked here but after the upgrade,
+		// so that a browser (which cannot read a failed handshake's status)
+		// sees the close code (1013 or 1008), and so that no slot is taken
+		// for an upgrade fasthttp may still fail to complete.
+		if s.conns.isDraining() {
+			s.countRefused(refuseDraining.String())
+			c.Set(fiber.HeaderRetryAfter, "1")
+			return jsonError(c, fiber.StatusServiceUnavailable, "draining", "the server is shutting down")
+		}
+		c.Locals(localClientIP, s.cfg.ClientIP(c))
+		return upgrade(c)
+	}
+}
+
+// serveWS runs one upgraded connection: limits, session, read loop. It
+// returns only when the connection is closed and no goroutine of this
+// package will touch it again (fasthttp recycles it right after).
+func (s *Server) serveWS(c *wsfiber.Conn) {
+	ip, _ := c.Locals(localClientIP).(string)
+	ws := c.Conn
+	wc := newWSConn(s, ws)
+	defer wc.finish()
+
+	if r := s.conns.admit(ip); r != refuseNone {
+		s.countRefused(r.String())
+		code, reason := closeTryLater, "server at connection capacity"
+		switch r {
+		case refusePerIP:
+			code, reason = closePolicy, "too many connections from this address"
+		case refuseDraining:
+			code, reason = closeGoingAway, "server going away"
+		}
+		_ = wc.Close(code, reason)
+		return
+	}
+	defer s.conns.release(ip)
+
+	wc.sess = s.reg.Open(wc, s.cfg.Session)
+	if !s.conns.add(wc, false) { // Drain started since admit
+		wc.shutdown(closeGoingAway, "server going away")
+		return
+	}
+	defer s.conns.remove(wc, false)
+	s.opened.Add(1)
+
+	wc.sess.Hello()
+	code, reason := s.readLoop(wc)
+	wc.shutdown(code, reason)
+}
+
+// readTimeout is how long a WebSocket may stay silent (no frame, no pong)
+// before it is considered dead: two missed pings and some slack.
+func (s *Server) readTimeout() time.Duration { return s.cfg.Heartbeat * 5 / 2 }
+
+// readLoop reads client frames until the connection must close and returns
+// the close code and reason.
+func (s *Server) readLoop(wc *wsConn) (int, string) {
+	ws := wc.ws
+	ws.SetReadLimit(int64(s.cfg.MaxFrameBytes))
+	rt := s.readTimeout()
+	extend := func() { _ = ws.SetReadDeadline(time.Now().Add(rt)) }
+	extend()
+	ws.SetPongHandler(func(string) error { extend(); return nil })
+	wc.startHeartbeat(s.cfg.Heartbeat)
+
+	for {
+		mt, msg, err := ws.ReadMessage()
+		if err != nil {
+			return readErrorClose(err)
+		}
+		extend()
+		if mt != websocket.TextMessage {
+			return closeUnsupported, "binary frames are not supported"
+		}
+		// fasthttp/websocket does not validate text frames; RFC 6455 says
+		// to fail the connection with 1007.
+		if !utf8.Valid(msg) {
+			return closeInvalidUTF8, "invalid UTF-8 in a text frame"
+		}
+		if err := handleOffStack(wc.sess, msg); err != nil {
+			if ce, ok := asCloseError(err); ok {
+				return ce.Code, ce.Reason
+			}
+			s.log.Error("websocket request failed", "session", wc.sess.ID(), "err", err)
+			return closeInternal, "internal error"
+		}
+	}
+}
+
+// readErrorClose maps a read error to the close the server sends.
+func readErrorClose(err error) (int, string) {
+	var ce *websocket.CloseError
+	var ne net.Error
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
+		return closeTooBig, "frame too big"
+	case errors.As(err, &ce):
+		// The client closed; the library has already echoed its close frame.
+		return closeNormal, ""
+	case errors.As(err, &ne) && ne.Timeout():
+		return closeGoingAway, "read timeout"
+	}
+	return closeNormal, ""
+}
+
+// wsConn is the stream.Conn of one WebSocket.
+type wsConn struct {
+	srv  *Server
+	ws   *websocket.Conn
+	nc   net.Conn // the connection under fasthttp's hijack wrapper: Close must reach it
+	cork corker   // nil when the listener was not wrapped by WrapListener
+	sess *stream.Session
+
+	// life guards dead: every write holds it for reading, and finish takes
+	// it for writing, after which nothing touches ws (fasthttp and contrib
+	// recycle it once the handler returns).
+	life sync.RWMutex
+	dead bool
+
+	wmu       sync.Mutex // serializes WriteFrames (corking is per connection)
+	closeOnce sync.Once
+	hb        *time.Timer
+}
+
+var _ stream.Conn = (*wsConn)(nil)
+
+func newWSConn(s *Server, ws *websocket.Conn) *wsConn {
+	nc := underlying(ws.NetConn())
+	wc := &wsConn{srv: s, ws: ws, nc: nc}
+	if ck, ok := nc.(corker); ok {
+		wc.cork = ck
+	}
+	return wc
+}
+
+// WriteFrames writes each frame as its own text message, corked so that the
+// batch leaves in one write system call, under one write deadline.
+func (w *wsConn) WriteFrames(frames []stream.Frame) error {
+	w.life.RLock()
+	defer w.life.RUnlock()
+	if w.dead {
+		return errClosed
+	}
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	if err := w.ws.SetWriteDeadline(time.Now().Add(w.srv.cfg.WriteTimeout)); err != nil {
+		return err
+	}
+	// Corked even for one frame: the library writes a frame larger than its
+	// write buffer as two writes (header and buffered part, then the rest).
+	if w.cork == nil {
+		for _, f := range frames {
+			if err := w.ws.WriteMessage(websocket.TextMessage, f.JSON); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	w.cork.Cork()
+	var err error
+	for _, f := range frames {
+		if err = w.ws.WriteMessage(websocket.TextMessage, f.JSON); err != nil {
+			break
+		}
+	}
+	if ferr := w.cork.Uncork(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// Close writes a close frame with code and reason (bounded by a short
+// deadline) and closes the socket, which ends the read loop. Idempotent;
+// safe concurrently with WriteFrames (closing the socket unblocks it).
+func (w *wsConn) Close(code int, reason string) error {
+	w.closeOnce.Do(func() {
+		w.life.RLock()
+		defer w.life.RUnlock()
+		if w.dead {
+			return
+		}
+		if len(reason) > 120 { // a close frame's payload is at most 125 bytes
+			reason = reason[:120]
+		}
+		// The frame may not get out (the client closed first, the library
+		// already sent 1009 or 1002, the socket is stuck): the socket is
+		// closed anyway, and the code counted as the server's decision.
+		_ = w.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason),
+			time.Now().Add(closeTimeout))
+		w.srv.countClose(code)
+		_ = w.nc.Close()
+	})
+	return nil
+}
+
+// shutdown implements liveConn: close the socket first (which unblocks a
+// writer stuck on a slow client at once), then end the session.
+func (w *wsConn) shutdown(code int, reason string) {
+	_ = w.Close(code, reason)
+	if w.sess != nil {
+		w.sess.Close(code, reason)
+	}
+}
+
+// startHeartbeat sends a ping frame every period from a timer rather than a
+// goroutine of its own, so an idle connection costs no extra stack.
+func (w *wsConn) startHeartbeat(period time.Duration) {
+	w.life.Lock()
+	defer w.life.Unlock()
+	if w.dead {
+		return
+	}
+	w.hb = time.AfterFunc(period, func() { w.ping(period) })
+}
+
+func (w *wsConn) ping(period time.Duration) {
+	w.life.RLock()
+	if w.dead {
+		w.life.RUnlock()
+		return
+	}
+	err := w.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(w.srv.cfg.WriteTimeout))
+	if err == nil {
+		w.hb.Reset(period)
+	}
+	w.life.RUnlock()
+	if err != nil {
+		// Not under life: shutdown takes it again, and a pending finish
+		// would deadlock a second read lock.
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			w.shutdown(closeWriteTimeout, "write timeout")
+		} else {
+			w.shutdown(closeNormal, "")
+		}
+	}
+}
+
+// finish marks the connection dead once the handler is done with it.
+func (w *wsConn) finish() {
+	_ = w.Close(closeNormal, "")
+	w.life.Lock()
+	defer w.life.Unlock()
+	w.dead = true
+	if w.hb != nil {
+		w.hb.Stop()
+	}
+}
+
+// handleOffStack runs Session.Handle on a short-lived goroutine and waits
+// for it. Decoding a request (encoding/json, reflection) needs a deeper
+// stack than the read loop ever does otherwise; run on the read loop's own
+// goroutine it would leave every idle connection holding that bigger stack
+// (stacks do not shrink below 4x what they use). Requests are rare and rate
+// limited, so a goroutine per request costs little; the idle connection
+// keeps a small stack.
+func handleOffStack(sess *stream.Session, msg []byte) error {
+	res := make(chan error, 1)
+	go func() { res <- sess.Handle(msg) }()
+	return <-res
+}
