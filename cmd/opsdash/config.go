@@ -1,0 +1,221 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/opsdash/opsdash/collectors"
+)
+
+// envPrefix is prepended to a flag's name (upper case, '-' → '_') to give the
+// environment variable that sets it: --listen ↔ OPSDASH_LISTEN.
+const envPrefix = "OPSDASH_"
+
+// serveConfig is everything `opsdash serve` can be told.
+type serveConfig struct {
+	Listen         string
+	HostID         string
+	NetInclude     stringList
+	AllowedOrigins stringList
+	PublishToken   string
+	SendBuffer     int
+	MaxFrameBytes  int
+	MaxConns       int
+	MaxConnsPerIP  int
+	MaxSubs        int
+	RequestRate    float64
+	Heartbeat      time.Duration
+	WriteTimeout   time.Duration
+	DrainTimeout   time.Duration
+	MaxTopics      int
+	TopicTTL       time.Duration
+	HistoryLen     int
+	LogFormat      string
+	LogLevel       string
+	Intervals      intervalMap
+}
+
+// intervalMap is a flag of comma-separated collector=duration pairs, e.g.
+// "cpu=2s,disk.usage=30s".
+type intervalMap map[string]time.Duration
+
+func (m *intervalMap) String() string {
+	parts := make([]string, 0, len(*m))
+	for k, v := range *m {
+		parts = append(parts, k+"="+v.String())
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+// Set replaces the map with the pairs in s.
+func (m *intervalMap) Set(s string) error {
+	out := intervalMap{}
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		name, dur, ok := strings.Cut(part, "=")
+		if !ok {
+			return fmt.Errorf("%q: want collector=duration, e.g. cpu=2s", part)
+		}
+		d, err := time.ParseDuration(strings.TrimSpace(dur))
+		if err != nil {
+			return fmt.Errorf("%q: %v", part, err)
+		}
+		out[strings.TrimSpace(name)] = d
+	}
+	*m = out
+	return nil
+}
+
+// stringList is a comma-separated flag value.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+// Set replaces the list (so an environment value is overridden, not extended,
+// by the command line).
+func (l *stringList) Set(s string) error {
+	*l = nil
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*l = append(*l, part)
+		}
+	}
+	return nil
+}
+
+// newServeFlags defines serve's flags on a new FlagSet writing usage to out.
+func newServeFlags(cfg *serveConfig) *flag.FlagSet {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&cfg.Listen, "listen", ":8080", "address to serve on (host:port)")
+	fs.StringVar(&cfg.HostID, "host-id", "", "host id, the first token of this host's topics (default: the hostname, or $HOST_ETC/hostname)")
+	fs.Var(&cfg.NetInclude, "net-include", "comma-separated interface name patterns (e.g. 'veth*,docker0') to report although virtual or loopback")
+	fs.Var(&cfg.AllowedOrigins, "allowed-origins", "comma-separated extra browser origins allowed to open /ws (e.g. https://ops.example.com)")
+	fs.StringVar(&cfg.PublishToken, "publish-token", "", "bearer token that enables POST /api/v1/publish (off when empty)")
+	fs.IntVar(&cfg.SendBuffer, "send-buffer", 64<<10, "kernel send buffer per connection in bytes (SO_SNDBUF); 0 keeps the system default")
+	fs.IntVar(&cfg.MaxFrameBytes, "max-frame-bytes", 64<<10, "largest WebSocket frame a client may send; larger frames close with 1009")
+	fs.IntVar(&cfg.MaxConns, "max-conns", 10000, "WebSocket and SSE connections in total (0 = no limit); over it: close 1013")
+	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 100, "connections per client IP (0 = no limit); over it: close 1008")
+	fs.IntVar(&cfg.MaxSubs, "max-subscriptions", 100, "subscribed patterns per connection (0 = no limit)")
+	fs.Float64Var(&cfg.RequestRate, "request-rate", 20, "requests per second per connection (0 = no limit)")
+	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "WebSocket ping period; a silent client is closed after 2.5 times that")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "deadline for each write to a client")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for connections to close")
+	fs.IntVar(&cfg.MaxTopics, "max-topics", 1000, "topics that may be created through the publish API (0 = no limit)")
+	fs.DurationVar(&cfg.TopicTTL, "topic-ttl", 10*time.Minute, "a published topic not published for this long expires")
+	fs.IntVar(&cfg.HistoryLen, "history", 300, "values kept per topic for charts and ?history=N")
+	fs.Var(&cfg.Intervals, "intervals", "per-collector intervals, e.g. 'cpu=2s,disk.usage=30s' (collector names as in docs/topics.md)")
+	fs.StringVar(&cfg.LogFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal, JSON otherwise)")
+	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return fs
+}
+
+// envName is the environment variable that sets flag name.
+func envName(name string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// parseWithEnv applies OPSDASH_* environment variables, then the command
+// line, so a flag beats its variable which beats the default.
+func parseWithEnv(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %v", envName(f.Name), v, err))
+			}
+		}
+	})
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return fs.Parse(args)
+}
+
+// validate reports every bad value at once, so a misconfigured deployment
+// fails fast with a message that names what to fix.
+func (c *serveConfig) validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("--listen %q: %v", c.Listen, err))
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"--send-buffer", c.SendBuffer}, {"--max-conns", c.MaxConns}, {"--max-conns-per-ip", c.MaxConnsPerIP},
+		{"--max-subscriptions", c.MaxSubs}, {"--max-topics", c.MaxTopics},
+	} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative (got %d)", f.name, f.v))
+		}
+	}
+	if c.MaxFrameBytes < 1024 {
+		errs = append(errs, fmt.Errorf("--max-frame-bytes must be at least 1024 (got %d)", c.MaxFrameBytes))
+	}
+	if c.RequestRate < 0 {
+		errs = append(errs, fmt.Errorf("--request-rate must not be negative (got %v)", c.RequestRate))
+	}
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"--heartbeat", c.Heartbeat}, {"--write-timeout", c.WriteTimeout},
+		{"--drain-timeout", c.DrainTimeout}, {"--topic-ttl", c.TopicTTL},
+	} {
+		if f.d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive (got %v)", f.name, f.d))
+		}
+	}
+	if c.HistoryLen < 1 {
+		errs = append(errs, fmt.Errorf("--history must be at least 1 (got %d)", c.HistoryLen))
+	}
+	if err := collectors.CheckIntervals(c.Intervals); err != nil {
+		errs = append(errs, fmt.Errorf("--intervals: %v", err))
+	}
+	switch c.LogFormat {
+	case "auto", "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("--log-format %q: want auto, text or json", c.LogFormat))
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+// loopbackOnly reports whether addr binds to loopback only, so that the
+// server can warn loudly when it is reachable from elsewhere without auth.
+func loopbackOnly(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// hostEnv reads the HOST_* variables gopsutil honours, for logging and for
+// the collectors that must resolve paths under a mounted host root.
+func hostEnv() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"HOST_PROC", "HOST_SYS", "HOST_ETC", "HOST_ROOT"} {
+		if v := os.Getenv(k); v != "" {
+			m[k] = v
+		}
+	}
+	return m
+}

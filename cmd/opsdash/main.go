@@ -1,0 +1,68 @@
+// Command opsdash is a live operations dashboard: it collects this host's
+// metrics and serves them to browsers and programs over WebSockets, SSE and
+// a small HTTP API.
+//
+// Usage:
+//
+//	opsdash [serve] [flags]     run the dashboard (the default)
+//	opsdash healthcheck [--server URL]
+//	opsdash version
+//
+// Every flag can also be set with an OPSDASH_* environment variable
+// (--listen ↔ OPSDASH_LISTEN); a flag on the command line wins.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Set at build time with -ldflags "-X main.version=… -X main.commit=… -X main.date=…".
+var (
+	version = "dev"
+	commit  = "unknown"
+	date    = "unknown"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches to a subcommand and returns the process exit code. It is
+// main without the process: tests call it directly.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serveMain(ctx, args, stderr, getenv, nil)
+	case "healthcheck":
+		return healthcheckMain(ctx, args, stdout, stderr, getenv)
+	case "version":
+		fmt.Fprintf(stdout, "opsdash %s (commit %s, built %s)\n", version, commit, date)
+		return 0
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "opsdash: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+const usage = `Usage:
+  opsdash [serve] [flags]          run the dashboard (default); opsdash serve --help lists the flags
+  opsdash healthcheck [--server URL]  exit 0 when the server at URL is ready, 1 otherwise
+  opsdash version                  print the version
+
+Every flag can also be set with an OPSDASH_* environment variable (--listen ↔ OPSDASH_LISTEN).
+`

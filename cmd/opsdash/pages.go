@@ -1,0 +1,83 @@
+package main
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/a-h/templ"
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/opsdash/opsdash/static"
+	"github.com/opsdash/opsdash/stream"
+	"github.com/opsdash/opsdash/views"
+)
+
+// contentSecurityPolicy allows nothing but this server's own script, style,
+// images and connections (fetch and /ws: 'self' covers ws: and wss: of the
+// same host in CSP 3), no inline script or style, no framing.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
+	"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+// registerPages mounts the pages people look at and their assets:
+//
+//	GET /                 the dashboard of this host (?procs=mem orders processes by memory)
+//	GET /topics           the topic explorer (?pattern=web-1.>)
+//	GET /topics/{topic}   one topic, watched live
+//	GET /static/{name}    assets under content-hashed names, cached for a year
+//
+// Pages are rendered from reg's current state on every request (no-store:
+// the first paint must show current values).
+func registerPages(app *fiber.App, reg *stream.Registry, log *slog.Logger) {
+	charts := views.NewSeriesCache()
+	render := func(c *fiber.Ctx, status int, page templ.Component) error {
+		securityHeaders(c)
+		c.Set(fiber.HeaderCacheControl, "no-store")
+		c.Status(status).Type("html", "utf-8")
+		if err := page.Render(c.UserContext(), c.Response().BodyWriter()); err != nil {
+			log.Error("rendering page", "path", c.Path(), "err", err)
+			return err
+		}
+		return nil
+	}
+	app.Get("/", func(c *fiber.Ctx) error {
+		return render(c, fiber.StatusOK, views.DashboardPage(views.NewDashboard(reg, charts, c.Query("procs"), time.Now())))
+	})
+	app.Get("/topics", func(c *fiber.Ctx) error {
+		return render(c, fiber.StatusOK, views.TopicsPage(views.NewExplorer(reg, c.Query("pattern"), time.Now())))
+	})
+	app.Get("/topics/:topic", func(c *fiber.Ctx) error {
+		d := views.NewTopicDetail(reg, c.Params("topic"), c.BaseURL(), time.Now())
+		status := fiber.StatusOK
+		if !d.Found {
+			status = fiber.StatusNotFound
+		}
+		return render(c, status, views.TopicPage(d))
+	})
+	app.Get(static.Prefix+":name", serveAsset)
+}
+
+// serveAsset serves one embedded file under its content-hashed name. The
+// name changes whenever the content does, so browsers may keep it forever.
+func serveAsset(c *fiber.Ctx) error {
+	a, ok := static.Lookup(c.Params("name"))
+	if !ok {
+		return fiber.ErrNotFound
+	}
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	c.Set(fiber.HeaderCacheControl, "public, max-age=31536000, immutable")
+	c.Set(fiber.HeaderETag, a.ETag)
+	if c.Get(fiber.HeaderIfNoneMatch) == a.ETag {
+		return c.SendStatus(fiber.StatusNotModified)
+	}
+	c.Set(fiber.HeaderContentType, a.ContentType)
+	return c.Send(a.Body)
+}
+
+// securityHeaders sets the headers every page carries.
+func securityHeaders(c *fiber.Ctx) {
+	c.Set(fiber.HeaderContentSecurityPolicy, contentSecurityPolicy)
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	c.Set(fiber.HeaderXFrameOptions, "DENY") // for browsers without frame-ancestors
+	c.Set(fiber.HeaderReferrerPolicy, "same-origin")
+	c.Set("Cross-Origin-Opener-Policy", "same-origin")
+}

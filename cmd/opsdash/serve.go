@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/opsdash/opsdash/collectors"
+	"github.com/opsdash/opsdash/stream"
+	"github.com/opsdash/opsdash/stream/httpapi"
+)
+
+// serveMain parses serve's configuration and runs the server until ctx ends.
+// When started is not nil, the bound address is sent on it once the server
+// accepts connections (tests listen on :0 and need the port).
+func serveMain(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string, started chan<- string) int {
+	var cfg serveConfig
+	fs := newServeFlags(&cfg)
+	fs.SetOutput(stderr)
+	if err := parseWithEnv(fs, args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "opsdash: %v\n", err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "opsdash: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
+		return 2
+	}
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintf(stderr, "opsdash: invalid configuration:\n%v\n", err)
+		return 2
+	}
+	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
+	if err := serve(ctx, cfg, log, getenv, started); err != nil {
+		log.Error("opsdash stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// newLogger builds the process logger: text on a terminal, JSON otherwise.
+func newLogger(w io.Writer, format, level string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level)) // validated before
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// serve wires collectors, registry and HTTP surface together and runs them
+// until ctx ends, then drains: readiness goes false, every client connection
+// is closed with 1001, the HTTP server shuts down, the collectors stop.
+func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(string) string, started chan<- string) error {
+	hostID := collectors.HostID(cfg.HostID)
+	hostRoot := getenv("HOST_ROOT")
+
+	// The registry tells the scheduler which on-demand topics have
+	// subscribers; the scheduler is created right after, before anything
+	// can subscribe, so the closure never sees a nil scheduler.
+	var sched *collectors.Scheduler
+	reg := stream.NewRegistry(stream.RegistryConfig{
+		Host:         hostID,
+		HistoryLen:   cfg.HistoryLen,
+		MaxTopics:    cfg.MaxTopics,
+		PublishedTTL: cfg.TopicTTL,
+		Demand:       func(topic string, on bool) { sched.SetDemand(topic, on) },
+		Logger:       log,
+	})
+	set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: hostRoot, NetInclude: cfg.NetInclude, Intervals: cfg.Intervals})
+	sched = collectors.NewScheduler(collectors.SchedulerConfig{Sink: reg, Logger: log}, set...)
+
+	api := httpapi.New(httpapi.Config{
+		Registry:       reg,
+		Logger:         log,
+		AllowedOrigins: cfg.AllowedOrigins,
+		PublishToken:   cfg.PublishToken,
+		MaxFrameBytes:  cfg.MaxFrameBytes,
+		MaxConns:       cfg.MaxConns,
+		MaxConnsPerIP:  cfg.MaxConnsPerIP,
+		WriteTimeout:   cfg.WriteTimeout,
+		Heartbeat:      cfg.Heartbeat,
+		Session: stream.SessionConfig{
+			Heartbeat:         cfg.Heartbeat,
+			MaxSubscriptions:  cfg.MaxSubs,
+			RequestsPerSecond: cfg.RequestRate,
+		},
+	})
+
+	var draining atomic.Bool
+	// FiberConfig sets the handshake (read) timeout, turns off Fiber's
+	// WriteTimeout (it would cut long SSE streams; httpapi sets a deadline
+	// per write instead) and answers every error as JSON.
+	app := fiber.New(api.FiberConfig(fiber.Config{
+		DisableStartupMessage: true,
+		AppName:               "opsdash",
+		IdleTimeout:           2 * time.Minute,
+	}))
+	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
+	app.Get("/readyz", func(c *fiber.Ctx) error {
+		switch {
+		case draining.Load():
+			return c.Status(fiber.StatusServiceUnavailable).SendString("draining")
+		case !sched.Ready():
+			return c.Status(fiber.StatusServiceUnavailable).SendString("collectors starting")
+		case sched.Stalled(time.Now()):
+			return c.Status(fiber.StatusServiceUnavailable).SendString("collectors stalled")
+		}
+		return c.SendString("ready")
+	})
+	registerPages(app, reg, log)
+	api.Register(app)
+
+	lc := net.ListenConfig{}
+	rawLn, err := lc.Listen(ctx, "tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	ln := httpapi.WrapListener(rawLn, cfg.SendBuffer)
+	addr := ln.Addr().String()
+	log.Info("opsdash serving", "addr", addr, "host_id", hostID, "version", version, "host_env", hostEnv())
+	if !loopbackOnly(cfg.Listen) {
+		log.Warn("SERVING BEYOND LOOPBACK WITHOUT AUTHENTICATION: anyone who can reach " + addr +
+			" sees this host's metrics; bind to 127.0.0.1 or put it behind an authenticating proxy")
+	}
+
+	collectCtx, stopCollectors := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = sched.Run(collectCtx) }()
+	go func() { defer wg.Done(); reg.Run(collectCtx) }()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- app.Listener(ln) }()
+	if started != nil {
+		started <- addr
+	}
+
+	select {
+	case err = <-serveErr:
+		// The listener failed on its own; nothing to drain.
+	case <-ctx.Done():
+		log.Info("draining", "timeout", cfg.DrainTimeout)
+		draining.Store(true)
+		drainCtx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+		// fasthttp neither tracks nor closes hijacked WebSocket connections
+		// and waits for open streams, so close our own first.
+		api.Drain(drainCtx)
+		err = app.ShutdownWithContext(drainCtx)
+		cancel()
+	}
+	stopCollectors()
+	wg.Wait()
+	log.Info("opsdash stopped")
+	return err
+}

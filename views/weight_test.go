@@ -1,0 +1,94 @@
+package views_test
+
+import (
+	"testing"
+
+	"github.com/a-h/templ"
+
+	"github.com/opsdash/opsdash/static"
+	"github.com/opsdash/opsdash/views"
+)
+
+// pageBudget is DESIGN.md's page budget: HTML + JS + CSS under 100 KiB,
+// uncompressed.
+const pageBudget = 100 << 10
+
+// assetBytes is the size of everything a page loads besides its HTML: the
+// script, the stylesheet and the icon (every page loads all three).
+func assetBytes() int {
+	n := 0
+	for _, a := range static.Assets() {
+		n += len(a.Body)
+	}
+	return n
+}
+
+// TestPageWeight renders every page for a typical host and a large one (64
+// cores, 16 disks and interfaces, 20 filesystems, full charts) and keeps
+// each under the budget.
+func TestPageWeight(t *testing.T) {
+	for _, host := range []struct {
+		name string
+		opts hostOpts
+	}{
+		{"typical", typical},
+		{"large", hostOpts{cores: 64, mounts: 20, ifaces: 16, disks: 16, procs: 20, history: 300, temps: true, cgroup: true}},
+	} {
+		reg := newHost(t, host.opts)
+		for _, p := range []struct {
+			path string
+			page templ.Component
+		}{
+			{"/", views.DashboardPage(views.NewDashboard(reg, nil, "", now))},
+			{"/topics", views.TopicsPage(views.NewExplorer(reg, "", now))},
+			{"/topics/web-1.proc.top", views.TopicPage(views.NewTopicDetail(reg, "web-1.proc.top", "http://web-1:8080", now))},
+		} {
+			_, html := render(t, p.page)
+			total := len(html) + assetBytes()
+			t.Logf("%-7s %-22s HTML %6d B + assets %6d B = %6d B (budget %d B)", host.name, p.path, len(html), assetBytes(), total, pageBudget)
+			if total >= pageBudget {
+				t.Errorf("%s host: %s weighs %d bytes, over the %d byte budget", host.name, p.path, total, pageBudget)
+			}
+		}
+	}
+}
+
+// BenchmarkDashboard is the server's cost of one first paint of /: reading
+// the registry (with five minutes of chart history) and rendering. "warm"
+// reuses the chart values of earlier views, as the server does; "cold" is
+// the first view after a start, which decodes the whole history.
+func BenchmarkDashboard(b *testing.B) {
+	hosts := []struct {
+		name string
+		opts hostOpts
+	}{
+		{"typical", typical},
+		{"large", hostOpts{cores: 64, mounts: 20, ifaces: 16, disks: 16, procs: 20, history: 300, temps: true, cgroup: true}},
+	}
+	for _, h := range hosts {
+		reg := newHost(b, h.opts)
+		for _, warm := range []bool{true, false} {
+			name := h.name + "/cold"
+			if warm {
+				name = h.name + "/warm"
+			}
+			b.Run(name, func(b *testing.B) {
+				var cache *views.SeriesCache
+				if warm {
+					cache = views.NewSeriesCache()
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					d := views.NewDashboard(reg, cache, "", now)
+					if err := views.DashboardPage(d).Render(b.Context(), discard{}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
