@@ -28,6 +28,6 @@ func TestCgroupOnThisMachine(t *testing.T) {
 	if d.MemoryUsageBytes == 0 {
 		t.Error("memory_usage_bytes = 0 for a cgroup this test runs in")
 	}
-	coreCheckKeys(t, "h.cgroup", d, "cgroup_version", "path", "cpu_limit_cores", "cpu_usage_cores", "cpu_usage_pct",
+	checkKeys(t, "h.cgroup", d, "cgroup_version", "path", "cpu_limit_cores", "cpu_usage_cores", "cpu_usage_pct",
 		"cpu_throttled_pct", "memory_limit_bytes", "memory_usage_bytes", "memory_working_set_bytes", "memory_used_pct")
 }

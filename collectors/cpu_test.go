@@ -2,45 +2,14 @@ package collectors_test
 
 import (
 	"context"
-	"encoding/json"
 	"math"
 	"runtime"
-	"slices"
-	"sort"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/opsdash/opsdash/collectors"
 )
-
-// coreJSONKeys returns the sorted top-level keys v encodes to.
-func coreJSONKeys(t *testing.T, v any) []string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	var keys []string
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-// coreCheckKeys fails unless v encodes to exactly the documented fields.
-func coreCheckKeys(t *testing.T, topic string, v any, want ...string) {
-	t.Helper()
-	sort.Strings(want)
-	if got := coreJSONKeys(t, v); !slices.Equal(got, want) {
-		t.Errorf("%s fields = %v, want %v (docs/topics.md)", topic, got, want)
-	}
-}
 
 // coreCollect runs c.Collect with a generous timeout and indexes the samples
 // by topic, failing on error.
@@ -137,10 +106,10 @@ func TestCPUOnThisMachine(t *testing.T) {
 			}
 		}
 		if run == 0 {
-			coreCheckKeys(t, "h.cpu", d, "usage_pct", "user_pct", "nice_pct", "system_pct", "iowait_pct",
+			checkKeys(t, "h.cpu", d, "usage_pct", "user_pct", "nice_pct", "system_pct", "iowait_pct",
 				"irq_pct", "softirq_pct", "steal_pct", "idle_pct", "cores")
-			coreCheckKeys(t, "h.cpu.cores", cores, "cores")
-			coreCheckKeys(t, "h.cpu.cores entry", cores.Cores[0], "core", "usage_pct")
+			checkKeys(t, "h.cpu.cores", cores, "cores")
+			checkKeys(t, "h.cpu.cores entry", cores.Cores[0], "core", "usage_pct")
 		}
 		time.Sleep(100 * time.Millisecond) // a measurement window, not synchronisation
 	}

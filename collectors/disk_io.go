@@ -126,14 +126,8 @@ func (c *diskIOCollector) Collect(ctx context.Context) ([]Sample, error) {
 	if c.youngBaseline {
 		// The baseline from construction may be only milliseconds
 		// old: give the first rates a meaningful window.
-		if wait := minRateWindow - time.Since(c.lastRead); wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return nil, ctx.Err()
-			}
+		if err := awaitRateWindow(ctx, c.lastRead); err != nil {
+			return nil, err
 		}
 		c.youngBaseline = false
 	}

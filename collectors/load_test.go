@@ -34,7 +34,7 @@ func TestLoadOnThisMachine(t *testing.T) {
 				t.Errorf("%s_per_core = %v, want %v / %d", name, per, avg, d.Cores)
 			}
 		}
-		coreCheckKeys(t, "h.load", d, "load1", "load5", "load15", "load1_per_core", "load5_per_core",
+		checkKeys(t, "h.load", d, "load1", "load5", "load15", "load1_per_core", "load5_per_core",
 			"load15_per_core", "cores")
 	}
 }

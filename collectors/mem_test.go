@@ -33,7 +33,7 @@ func TestMemOnThisMachine(t *testing.T) {
 		t.Errorf("available_bytes %d, used_bytes %d: a running machine has both", m.AvailableBytes, m.UsedBytes)
 	}
 	corePct(t, "used_pct", m.UsedPct)
-	coreCheckKeys(t, "h.mem", m, "total_bytes", "used_bytes", "available_bytes", "cached_bytes", "buffers_bytes",
+	checkKeys(t, "h.mem", m, "total_bytes", "used_bytes", "available_bytes", "cached_bytes", "buffers_bytes",
 		"free_bytes", "used_pct")
 
 	s, ok := got["h.swap"].Data.(collectors.SwapData)
@@ -47,5 +47,5 @@ func TestMemOnThisMachine(t *testing.T) {
 	if s.TotalBytes == 0 && s.UsedPct != 0 {
 		t.Errorf("no swap but used_pct %v", s.UsedPct)
 	}
-	coreCheckKeys(t, "h.swap", s, "total_bytes", "used_bytes", "free_bytes", "used_pct")
+	checkKeys(t, "h.swap", s, "total_bytes", "used_bytes", "free_bytes", "used_pct")
 }

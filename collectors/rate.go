@@ -1,6 +1,7 @@
 package collectors
 
 import (
+	"context"
 	"math"
 	"time"
 )
@@ -151,4 +152,23 @@ func clampPct(x float64) float64 {
 		return 100
 	}
 	return x
+}
+
+// awaitRateWindow waits until at least minRateWindow has passed since the
+// baseline was read at since, so that a first rate is not computed over a
+// few milliseconds (where one packet looks like a flood). It returns early
+// with ctx's error.
+func awaitRateWindow(ctx context.Context, since time.Time) error {
+	wait := minRateWindow - time.Since(since)
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

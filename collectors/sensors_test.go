@@ -61,8 +61,8 @@ func TestSensorsFromHwmon(t *testing.T) {
 		s1.CriticalC == nil || *s1.CriticalC != 100 {
 		t.Errorf("sensor 1 = %+v", s1)
 	}
-	coreCheckKeys(t, "h.sensors.temp", d, "sensors")
-	coreCheckKeys(t, "h.sensors.temp entry", s1, "name", "temperature_c", "high_c", "critical_c")
+	checkKeys(t, "h.sensors.temp", d, "sensors")
+	checkKeys(t, "h.sensors.temp entry", s1, "name", "temperature_c", "high_c", "critical_c")
 
 	// Sensors that disappear later make the run fail (the topic exists).
 	if err := os.RemoveAll(filepath.Join(sys, "class")); err != nil {
