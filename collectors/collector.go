@@ -29,6 +29,13 @@ type Sink interface {
 	Publish(Sample)
 }
 
+// BatchSink is a Sink that takes one collector run's samples at once (cpu
+// and cpu.cores, mem and swap), so that a client subscribed to several gets
+// them in one write. The scheduler uses it when its Sink implements it.
+type BatchSink interface {
+	PublishBatch([]Sample)
+}
+
 // TopicInfo declares a topic a collector can produce, before its first sample.
 type TopicInfo struct {
 	// Name is the full topic name, e.g. "web-1.proc.top".

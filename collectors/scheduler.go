@@ -462,11 +462,17 @@ func (r *runner) finish(took time.Duration, samples []Sample, err error) {
 		r.setStatus(t.Name, terr)
 	}
 	r.logTransition(now, err)
-	for _, smp := range samples {
-		if smp.Time.IsZero() {
-			smp.Time = now
+	for i := range samples {
+		if samples[i].Time.IsZero() {
+			samples[i].Time = now
 		}
-		r.s.sink.Publish(smp)
+	}
+	if b, ok := r.s.sink.(BatchSink); ok && len(samples) > 1 {
+		b.PublishBatch(samples)
+	} else {
+		for _, smp := range samples {
+			r.s.sink.Publish(smp)
+		}
 	}
 
 	r.lastDone.Store(now.UnixNano())

@@ -594,3 +594,36 @@ func TestSchedulerRunReturnsWithoutLeaks(t *testing.T) {
 		return runtime.NumGoroutine() <= before
 	})
 }
+
+// batchSink records PublishBatch calls besides what coreSink records.
+type batchSink struct {
+	*coreSink
+	mu      sync.Mutex
+	batches [][]string
+}
+
+func (b *batchSink) PublishBatch(samples []collectors.Sample) {
+	var topics []string
+	for _, s := range samples {
+		b.coreSink.Publish(s)
+		topics = append(topics, s.Topic)
+	}
+	b.mu.Lock()
+	b.batches = append(b.batches, topics)
+	b.mu.Unlock()
+}
+
+// A run that produces several samples hands them to a BatchSink together.
+func TestSchedulerPublishesARunAsOneBatch(t *testing.T) {
+	sink := &batchSink{coreSink: newCoreSink()}
+	c := newCoreStub("pair", 20*time.Millisecond, func(context.Context) ([]collectors.Sample, error) {
+		return append(sampleFor("h.pair"), sampleFor("h.pair.more")...), nil
+	})
+	coreStart(t, collectors.NewScheduler(collectors.SchedulerConfig{Sink: sink}, c))
+	coreWaitFor(t, "a batch", func() bool { sink.mu.Lock(); defer sink.mu.Unlock(); return len(sink.batches) > 0 })
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if got := sink.batches[0]; len(got) != 2 || got[0] != "h.pair" || got[1] != "h.pair.more" {
+		t.Fatalf("first batch = %v, want [h.pair h.pair.more]", got)
+	}
+}

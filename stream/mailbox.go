@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"math/bits"
 	"sync"
 	"sync/atomic"
 )
@@ -73,6 +74,28 @@ func (s *Session) offerUpdate(t *topic, seq uint64, frame []byte) {
 		return
 	}
 	start := s.offerUpdateLocked(t, seq, frame) && s.kickLocked()
+	s.mu.Unlock()
+	if start {
+		s.startWriter()
+	}
+}
+
+// offerBatch offers the values of vals whose bit is set in mask (the ones
+// this session subscribes to) under one lock, then starts the writer once.
+func (s *Session) offerBatch(vals []batchValue, mask uint64) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.r.st.dropClosed.Add(uint64(bits.OnesCount64(mask)))
+		return
+	}
+	queued := false
+	for i, v := range vals {
+		if mask&(1<<i) != 0 && s.offerUpdateLocked(v.t, v.seq, v.frame) {
+			queued = true
+		}
+	}
+	start := queued && s.kickLocked()
 	s.mu.Unlock()
 	if start {
 		s.startWriter()

@@ -298,6 +298,22 @@ func (r *Registry) SetStatus(name string, err error) {
 // blocks on a subscriber. A sample with an invalid topic or data that
 // cannot be encoded as JSON is logged and dropped.
 func (r *Registry) Publish(s collectors.Sample) {
+	r.publishSample(s, nil)
+}
+
+// PublishBatch publishes samples taken together (one collector run) so that
+// a subscriber of several of them gets them in one write: writers start
+// once every sample is offered, not after each. It implements
+// collectors.BatchSink.
+func (r *Registry) PublishBatch(samples []collectors.Sample) {
+	var b batch
+	for _, s := range samples {
+		r.publishSample(s, &b)
+	}
+	b.deliver()
+}
+
+func (r *Registry) publishSample(s collectors.Sample, b *batch) {
 	if !ValidTopic(s.Topic) {
 		r.st.encodeErrors.Add(1)
 		r.log.Warn("stream: publish: invalid topic name", "topic", s.Topic)
@@ -313,7 +329,7 @@ func (r *Registry) Publish(s collectors.Sample) {
 	if ts.IsZero() {
 		ts = r.now()
 	}
-	_ = r.publish(s.Topic, ts, data, false)
+	_ = r.publish(s.Topic, ts, data, false, b)
 }
 
 // PublishJSON is the publish API's entry point. It validates the topic
@@ -323,6 +339,10 @@ func (r *Registry) Publish(s collectors.Sample) {
 // (ErrTooManyTopics). A zero ts means now. Topics created here expire after
 // PublishedTTL without a publish.
 func (r *Registry) PublishJSON(name string, ts time.Time, data json.RawMessage) error {
+	return r.publishJSON(name, ts, data, nil)
+}
+
+func (r *Registry) publishJSON(name string, ts time.Time, data json.RawMessage, b *batch) error {
 	if !ValidTopic(name) {
 		return fmt.Errorf("%w: %q", ErrInvalidTopic, name)
 	}
@@ -340,10 +360,34 @@ func (r *Registry) PublishJSON(name string, ts time.Time, data json.RawMessage) 
 	if ts.IsZero() {
 		ts = r.now()
 	}
-	return r.publish(name, ts, buf.Bytes(), true)
+	return r.publish(name, ts, buf.Bytes(), true, b)
 }
 
-func (r *Registry) publish(name string, ts time.Time, data []byte, api bool) error {
+// JSONItem is one value for PublishJSONBatch.
+type JSONItem struct {
+	Topic string
+	TS    time.Time // zero means now
+	Data  json.RawMessage
+}
+
+// PublishJSONBatch publishes items in order through PublishJSON's checks,
+// stopping at the first error, and returns how many were published. As
+// with PublishBatch, a subscriber gets the batch's values in one write.
+func (r *Registry) PublishJSONBatch(items []JSONItem) (int, error) {
+	var b batch
+	defer func() { b.deliver() }() // b grows below: deliver what it holds at return
+	for i, it := range items {
+		if err := r.publishJSON(it.Topic, it.TS, it.Data, &b); err != nil {
+			return i, err
+		}
+	}
+	return len(items), nil
+}
+
+// publish stores a value and offers it to the topic's subscribers. With b
+// nil it is offered at once; otherwise it joins b, which the caller
+// delivers after the batch's last value.
+func (r *Registry) publish(name string, ts time.Time, data []byte, api bool, b *batch) error {
 	tsMS := ts.UnixMilli()
 	r.mu.Lock()
 	t := r.topics[name]
@@ -377,10 +421,51 @@ func (r *Registry) publish(name string, ts time.Time, data []byte, api bool) err
 	if created && len(subs) > 0 {
 		r.notifyDemand([]*topic{t})
 	}
+	if b != nil {
+		*b = append(*b, batchValue{t: t, seq: seq, frame: frame, subs: subs})
+		return nil
+	}
 	for _, s := range subs {
 		s.offerUpdate(t, seq, frame)
 	}
 	return nil
+}
+
+// batch holds the values of one batch publish until they are delivered.
+type batch []batchValue
+
+type batchValue struct {
+	t     *topic
+	seq   uint64
+	frame []byte
+	subs  []*Session
+}
+
+// deliver offers the batch session by session: each subscriber gets all of
+// its values of the batch under one lock and its writer starts right
+// after, so it sends them in one write, and writers on the other core get
+// going while later sessions are still being offered to. (Offering value
+// by value instead starts each writer at the first value, and every later
+// one then costs a write system call of its own.)
+func (b batch) deliver() {
+	const chunk = 64 // values per pass: a session's membership is a bitmask
+	for start := 0; start < len(b); start += chunk {
+		vals := b[start:min(start+chunk, len(b))]
+		masks := make(map[*Session]uint64)
+		var order []*Session // first-seen order: fair across sessions
+		for i, v := range vals {
+			for _, s := range v.subs {
+				m, seen := masks[s]
+				if !seen {
+					order = append(order, s)
+				}
+				masks[s] = m | 1<<i
+			}
+		}
+		for _, s := range order {
+			s.offerBatch(vals, masks[s])
+		}
+	}
 }
 
 // TopicState is a topic as lists and the REST API show it.
