@@ -245,7 +245,9 @@ func (s *Session) writeLoop() {
 			}
 		}
 
+		start := s.r.writeStart()
 		err := s.conn.WriteFrames(frames)
+		s.r.observeWrite(start, len(frames))
 		clear(frames) // drop references to shared frames before pooling
 		*buf = frames[:0]
 		if err != nil {

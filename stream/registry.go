@@ -70,6 +70,10 @@ type RegistryConfig struct {
 	// Logger receives warnings (a sample that cannot be encoded...);
 	// slog.Default() when nil.
 	Logger *slog.Logger
+	// WriteObserver, when set, is told how long each Conn.WriteFrames call
+	// took and how many frames it carried, failed calls included (see
+	// observe.go). It runs on the writer goroutines and must be quick.
+	WriteObserver func(d time.Duration, frames int)
 }
 
 // Registry is the hub: topics with their latest value, bounded history and
