@@ -28,6 +28,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -115,6 +116,11 @@ type Config struct {
 	// ClientIP returns the client address the per-IP limit counts. nil
 	// means c.IP(), the peer address (or Fiber's trusted proxy header).
 	ClientIP func(c *fiber.Ctx) string
+	// TrustedProxy reports whether a peer (the address of the TCP
+	// connection) is a proxy of this deployment. Only such a peer's
+	// X-Forwarded-Host is believed by the Origin check; anyone else's is
+	// ignored and the Host header counts. nil trusts nobody.
+	TrustedProxy func(peer net.IP) bool
 }
 
 // Server is the HTTP edge of one stream.Registry. Create it with New and
@@ -366,11 +372,12 @@ func (s *Server) countClose(code int) {
 // before anything is upgraded or streamed.
 func (s *Server) checkOrigin(c *fiber.Ctx) error {
 	origin := c.Get(fiber.HeaderOrigin)
-	if s.origins.allows(origin, c.Hostname()) {
+	host := s.requestHost(c)
+	if s.origins.allows(origin, host) {
 		return c.Next()
 	}
 	s.countRefused("origin")
-	s.log.Info("refused a cross-origin stream", "origin", origin, "host", c.Hostname(), "path", c.Path())
+	s.log.Info("refused a cross-origin stream", "origin", origin, "host", host, "path", c.Path(), "client_ip", s.cfg.ClientIP(c))
 	return jsonError(c, fiber.StatusForbidden, "forbidden", "origin "+origin+" is not allowed")
 }
 

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -43,9 +44,29 @@ func WrapListener(l net.Listener, sndbuf int) net.Listener {
 	return &listener{Listener: l, sndbuf: sndbuf}
 }
 
+// WrapTLSListener is WrapListener serving TLS (https, wss): each accepted
+// connection is the socket (send buffer capped), TLS over it, and the
+// corking connection over TLS. The order is what keeps corking worth it: a
+// corked batch of frames is handed to TLS as one write, so it becomes one
+// record (up to 16 KiB) and one write system call, not one record and one
+// system call per frame. cfg is cloned; the clone has dynamic record sizing
+// turned off, since Go's default otherwise cuts the first records of a
+// connection to about one TCP segment each, one system call apiece.
+//
+// The connections also tell fasthttp they are TLS (fasthttp looks for
+// Handshake and ConnectionState), so Fiber's c.Protocol() says "https" and
+// the handshake runs, bounded by the server's read timeout, before the
+// first request is read.
+func WrapTLSListener(l net.Listener, sndbuf int, cfg *tls.Config) net.Listener {
+	cfg = cfg.Clone()
+	cfg.DynamicRecordSizingDisabled = true
+	return &listener{Listener: l, sndbuf: sndbuf, tls: cfg}
+}
+
 type listener struct {
 	net.Listener
 	sndbuf int
+	tls    *tls.Config // nil: plain TCP
 }
 
 // writeBufferSetter is implemented by *net.TCPConn and *net.UnixConn.
@@ -63,8 +84,27 @@ func (l *listener) Accept() (net.Conn, error) {
 			_ = s.SetWriteBuffer(l.sndbuf)
 		}
 	}
-	return &corkConn{Conn: c}, nil
+	if l.tls == nil {
+		return &corkConn{Conn: c}, nil
+	}
+	// No handshake here: it would stall the accept loop on one slow client.
+	// It runs in the connection's own goroutine (see tlsCorkConn).
+	tc := tls.Server(c, l.tls)
+	return &tlsCorkConn{corkConn: corkConn{Conn: tc, raw: c}, tls: tc}, nil
 }
+
+// tlsCorkConn is a corkConn over TLS that fasthttp recognises as TLS.
+type tlsCorkConn struct {
+	corkConn
+	tls *tls.Conn
+}
+
+// Handshake runs the TLS handshake (fasthttp calls it before reading).
+func (c *tlsCorkConn) Handshake() error { return c.tls.Handshake() }
+
+// ConnectionState reports the TLS state, for fasthttp's IsTLS and
+// TLSConnectionState.
+func (c *tlsCorkConn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
 
 // corkConn is a net.Conn whose writes can be held back ("corked") and sent
 // together with one write system call when uncorked, like TCP_CORK but in
@@ -76,8 +116,17 @@ func (l *listener) Accept() (net.Conn, error) {
 type corkConn struct {
 	net.Conn
 
+	// raw is the socket under TLS (Conn is then the *tls.Conn), nil
+	// without TLS. Once a write has failed, Close closes raw directly: a
+	// TLS Close would first send a close_notify alert, and a failed write
+	// usually means a peer that does not read, on which that alert waits
+	// up to 5 s (crypto/tls's own bound) before giving up, which would
+	// slow every drain down by as much.
+	raw net.Conn
+
 	mu     sync.Mutex
 	corked bool
+	failed bool    // a write to Conn returned an error
 	buf    *[]byte // held frames while corked; from corkPool
 }
 
@@ -90,7 +139,7 @@ func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.corked {
-		return c.Conn.Write(p)
+		return c.writeLocked(p)
 	}
 	if c.buf == nil {
 		c.buf = corkPool.Get().(*[]byte)
@@ -128,7 +177,7 @@ func (c *corkConn) flushLocked() error {
 	c.buf = nil
 	var err error
 	if len(*b) > 0 {
-		_, err = c.Conn.Write(*b)
+		_, err = c.writeLocked(*b)
 	}
 	// A buffer grown by an unusual burst is dropped rather than pinned in
 	// the pool for every later connection.
@@ -144,12 +193,28 @@ func (c *corkConn) flushLocked() error {
 // the caller sets short); a write in progress is not waited for, since
 // closing the socket is what unblocks it.
 func (c *corkConn) Close() error {
+	failed := false
 	if c.mu.TryLock() {
 		_ = c.flushLocked()
 		c.corked = false
+		failed = c.failed
 		c.mu.Unlock()
 	}
+	// With a write in progress, tls.Conn's Close itself skips the
+	// close_notify and closes the socket at once.
+	if failed && c.raw != nil {
+		return c.raw.Close()
+	}
 	return c.Conn.Close()
+}
+
+// writeLocked writes p to the connection below and remembers a failure.
+func (c *corkConn) writeLocked(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.failed = true
+	}
+	return n, err
 }
 
 // corker is what the WebSocket writer needs from the connection below it.

@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/url"
 	"strings"
+
+	"github.com/gofiber/fiber/v2"
 )
 
 // originPolicy decides whether a browser page of some origin may open a
@@ -139,6 +141,25 @@ func (p originPolicy) allows(origin, host string) bool {
 		}
 	}
 	return false
+}
+
+// requestHost is the host[:port] the browser connected to, which a
+// same-host Origin must match: the Host header, or, when the peer is a
+// trusted proxy (Config.TrustedProxy), the first entry of its
+// X-Forwarded-Host (the host the outermost proxy was asked for). Fiber's
+// c.Hostname() believes X-Forwarded-Host from anyone unless the app turns
+// on its own trusted-proxy check, which an edge library cannot count on.
+// X-Forwarded-Proto plays no part: the scheme is the Origin's own.
+func (s *Server) requestHost(c *fiber.Ctx) string {
+	if s.cfg.TrustedProxy != nil && s.cfg.TrustedProxy(c.Context().RemoteIP()) {
+		if fh := c.Get(fiber.HeaderXForwardedHost); fh != "" {
+			first, _, _ := strings.Cut(fh, ",")
+			if first = strings.TrimSpace(first); first != "" {
+				return first
+			}
+		}
+	}
+	return string(c.Request().Host())
 }
 
 // splitHostPort splits "host:port", "host", "[::1]:port" or "[::1]".

@@ -1,6 +1,16 @@
 package httpapi
 
-import "testing"
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/opsdash/opsdash/stream"
+)
 
 func TestOriginPolicy(t *testing.T) {
 	allow := []string{
@@ -94,4 +104,66 @@ func isPlainHost(h string) bool {
 		}
 	}
 	return true
+}
+
+// TestOriginForwardedHostOnlyFromTrustedProxies: X-Forwarded-Host names the
+// serving host only when the peer is a trusted proxy; from anyone else it is
+// ignored and the Host header counts, so a client cannot pick the host its
+// Origin is compared with.
+func TestOriginForwardedHostOnlyFromTrustedProxies(t *testing.T) {
+	var seenPeer []string
+	trustAll := func(peer net.IP) bool { seenPeer = append(seenPeer, peer.String()); return true }
+	trustNone := func(net.IP) bool { return false }
+	tests := []struct {
+		name    string
+		trusted func(net.IP) bool
+		host    string
+		fwdHost string
+		origin  string
+		allowed bool
+	}{
+		{"same host, no proxy", nil, "web-1:8080", "", "http://web-1:8080", true},
+		{"forwarded host from a trusted proxy", trustAll, "127.0.0.1:8080", "ops.example.com", "https://ops.example.com", true},
+		{"first forwarded host of a chain", trustAll, "127.0.0.1:8080", "ops.example.com, inner:8080", "https://ops.example.com", true},
+		{"trusted proxy without the header: Host counts", trustAll, "web-1:8080", "", "http://web-1:8080", true},
+		{"trusted proxy, the Host header no longer counts", trustAll, "web-1:8080", "ops.example.com", "http://web-1:8080", false},
+		{"forwarded host from an untrusted peer is ignored", trustNone, "127.0.0.1:8080", "ops.example.com", "https://ops.example.com", false},
+		{"nil trusts nobody", nil, "127.0.0.1:8080", "ops.example.com", "https://ops.example.com", false},
+		{"spoofed forwarded host cannot allow a foreign page", nil, "web-1:8080", "evil.example", "http://evil.example", false},
+		{"untrusted peer keeps its own Host", trustNone, "web-1:8080", "evil.example", "http://web-1:8080", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			srv := New(Config{Registry: stream.NewRegistry(stream.RegistryConfig{Host: "web-1", Logger: log}), Logger: log, TrustedProxy: tt.trusted})
+			app := fiber.New(srv.FiberConfig(fiber.Config{DisableStartupMessage: true}))
+			srv.Register(app)
+			req := httptest.NewRequest("GET", "http://"+tt.host+"/ws", nil)
+			req.Header.Set("Origin", tt.origin)
+			if tt.fwdHost != "" {
+				req.Header.Set("X-Forwarded-Host", tt.fwdHost)
+			}
+			resp, err := app.Test(req, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			// Past the Origin check, a plain GET /ws is answered 426
+			// (not an upgrade); refused by it, 403.
+			if got := resp.StatusCode != fiber.StatusForbidden; got != tt.allowed {
+				t.Errorf("Origin %s, Host %s, X-Forwarded-Host %q: status %d, want allowed=%v",
+					tt.origin, tt.host, tt.fwdHost, resp.StatusCode, tt.allowed)
+			}
+		})
+	}
+	// The hook is asked about the TCP peer (app.Test's is 0.0.0.0), not
+	// about any address a header names.
+	for _, p := range seenPeer {
+		if p != "0.0.0.0" {
+			t.Errorf("TrustedProxy asked about %s, want the peer 0.0.0.0", p)
+		}
+	}
+	if len(seenPeer) == 0 {
+		t.Error("TrustedProxy was never asked")
+	}
 }

@@ -71,6 +71,7 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 		return jsonError(c, fiber.StatusServiceUnavailable, "draining", "the server is shutting down")
 	}
 	s.opened.Add(1)
+	s.log.Debug("sse stream opened", "session", sc.sess.ID(), "client_ip", ip)
 
 	c.Set(fiber.HeaderContentType, "text/event-stream; charset=utf-8")
 	c.Set(fiber.HeaderCacheControl, "no-cache")
@@ -164,6 +165,7 @@ func (sc *sseConn) run(w *bufio.Writer) {
 		sc.sess.Close(closeNormal, "")
 		s.conns.remove(sc, true)
 		s.conns.release(sc.ip)
+		s.log.Debug("sse stream closed", "session", sc.sess.ID(), "client_ip", sc.ip)
 	}()
 	// Headers and a first line at once, so the client sees the stream open
 	// even when no subscribed topic has a value yet.

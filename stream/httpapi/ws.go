@@ -87,6 +87,7 @@ func (s *Server) serveWS(c *wsfiber.Conn) {
 	ip, _ := c.Locals(localClientIP).(string)
 	ws := c.Conn
 	wc := newWSConn(s, ws)
+	wc.ip = ip
 	defer wc.finish()
 
 	if r := s.conns.admit(ip); r != refuseNone {
@@ -110,6 +111,7 @@ func (s *Server) serveWS(c *wsfiber.Conn) {
 	}
 	defer s.conns.remove(wc, false)
 	s.opened.Add(1)
+	s.log.Debug("websocket opened", "session", wc.sess.ID(), "client_ip", ip)
 
 	wc.sess.Hello()
 	code, reason := s.readLoop(wc)
@@ -178,6 +180,7 @@ type wsConn struct {
 	nc   net.Conn // the connection under fasthttp's hijack wrapper: Close must reach it
 	cork corker   // nil when the listener was not wrapped by WrapListener
 	sess *stream.Session
+	ip   string // client IP, for logs
 
 	// life guards dead: every write holds it for reading, and finish takes
 	// it for writing, after which nothing touches ws (fasthttp and contrib
@@ -256,6 +259,13 @@ func (w *wsConn) Close(code int, reason string) error {
 		_ = w.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason),
 			time.Now().Add(closeTimeout))
 		w.srv.countClose(code)
+		// Logged here, where the code actually sent is known (a drain's
+		// 1001, not the read error it causes). No session: refused at admit.
+		var id string
+		if w.sess != nil {
+			id = w.sess.ID()
+		}
+		w.srv.log.Debug("websocket closed", "session", id, "client_ip", w.ip, "code", code, "reason", reason)
 		_ = w.nc.Close()
 	})
 	return nil
