@@ -39,6 +39,9 @@ type serveConfig struct {
 	LogFormat      string
 	LogLevel       string
 	Intervals      intervalMap
+	Auth           authConfig
+	TLS            tlsConfig
+	Metrics        metricsConfig
 }
 
 // intervalMap is a flag of comma-separated collector=duration pairs, e.g.
@@ -115,6 +118,9 @@ func newServeFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.Var(&cfg.Intervals, "intervals", "per-collector intervals, e.g. 'cpu=2s,disk.usage=30s' (collector names as in docs/topics.md)")
 	fs.StringVar(&cfg.LogFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal, JSON otherwise)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	cfg.Auth.register(fs)
+	cfg.TLS.register(fs)
+	cfg.Metrics.register(fs)
 	return fs
 }
 
@@ -178,6 +184,9 @@ func (c *serveConfig) validate() error {
 	if c.HistoryLen < 1 {
 		errs = append(errs, fmt.Errorf("--history must be at least 1 (got %d)", c.HistoryLen))
 	}
+	errs = append(errs, c.Auth.validate()...)
+	errs = append(errs, c.TLS.validate()...)
+	errs = append(errs, c.Metrics.validate(c.Auth.Token)...)
 	if err := collectors.CheckIntervals(c.Intervals); err != nil {
 		errs = append(errs, fmt.Errorf("--intervals: %v", err))
 	}

@@ -5,6 +5,7 @@
 // Usage:
 //
 //	opsdash [serve] [flags]     run the dashboard (the default)
+//	opsdash watch [--server URL] [--json] PATTERN...
 //	opsdash healthcheck [--server URL]
 //	opsdash version
 //
@@ -45,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	switch cmd {
 	case "serve":
 		return serveMain(ctx, args, stderr, getenv, nil)
+	case "watch":
+		return watchMain(ctx, args, stdout, stderr, getenv)
 	case "healthcheck":
 		return healthcheckMain(ctx, args, stdout, stderr, getenv)
 	case "version":
@@ -61,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 
 const usage = `Usage:
   opsdash [serve] [flags]          run the dashboard (default); opsdash serve --help lists the flags
+  opsdash watch [--server URL] [--json] PATTERN...
+                                   print updates of matching topics as they arrive (--help for flags)
   opsdash healthcheck [--server URL]  exit 0 when the server at URL is ready, 1 otherwise
   opsdash version                  print the version
 

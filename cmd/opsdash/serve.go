@@ -81,18 +81,22 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	// subscribers; the scheduler is created right after, before anything
 	// can subscribe, so the closure never sees a nil scheduler.
 	var sched *collectors.Scheduler
+	var met *metrics // set right below, before anything can write
 	reg := stream.NewRegistry(stream.RegistryConfig{
-		Host:         hostID,
-		HistoryLen:   cfg.HistoryLen,
-		MaxTopics:    cfg.MaxTopics,
-		PublishedTTL: cfg.TopicTTL,
-		Demand:       func(topic string, on bool) { sched.SetDemand(topic, on) },
-		Logger:       log,
+		Host:          hostID,
+		HistoryLen:    cfg.HistoryLen,
+		MaxTopics:     cfg.MaxTopics,
+		PublishedTTL:  cfg.TopicTTL,
+		Demand:        func(topic string, on bool) { sched.SetDemand(topic, on) },
+		Logger:        log,
+		WriteObserver: func(d time.Duration, frames int) { met.observeWrite(d, frames) },
 	})
+	var api *httpapi.Server
+	met = newMetrics(cfg.Metrics, reg, func() httpapi.Stats { return api.Stats() })
 	set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: hostRoot, NetInclude: cfg.NetInclude, Intervals: cfg.Intervals})
-	sched = collectors.NewScheduler(collectors.SchedulerConfig{Sink: reg, Logger: log}, set...)
+	sched = collectors.NewScheduler(collectors.SchedulerConfig{Sink: reg, Logger: log, Observer: met.collectorObserver()}, set...)
 
-	api := httpapi.New(httpapi.Config{
+	api = httpapi.New(httpapi.Config{
 		Registry:       reg,
 		Logger:         log,
 		AllowedOrigins: cfg.AllowedOrigins,
@@ -102,6 +106,8 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		MaxConnsPerIP:  cfg.MaxConnsPerIP,
 		WriteTimeout:   cfg.WriteTimeout,
 		Heartbeat:      cfg.Heartbeat,
+		ClientIP:       cfg.TLS.clientIP(),
+		TrustedProxy:   cfg.TLS.trustedProxy(),
 		Session: stream.SessionConfig{
 			Heartbeat:         cfg.Heartbeat,
 			MaxSubscriptions:  cfg.MaxSubs,
@@ -113,11 +119,15 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	// FiberConfig sets the handshake (read) timeout, turns off Fiber's
 	// WriteTimeout (it would cut long SSE streams; httpapi sets a deadline
 	// per write instead) and answers every error as JSON.
-	app := fiber.New(api.FiberConfig(fiber.Config{
+	// TLS's fiberConfig makes Fiber believe X-Forwarded-* only from the
+	// trusted proxies.
+	app := fiber.New(cfg.TLS.fiberConfig(api.FiberConfig(fiber.Config{
 		DisableStartupMessage: true,
 		AppName:               "opsdash",
 		IdleTimeout:           2 * time.Minute,
-	}))
+	})))
+	guard := newAuthGuard(cfg.Auth, log, met.authFailure).withClientIP(cfg.TLS.clientIP())
+	guard.install(app) // before every route it protects
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	app.Get("/readyz", func(c *fiber.Ctx) error {
 		switch {
@@ -130,6 +140,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		}
 		return c.SendString("ready")
 	})
+	met.install(app, guard.require())
 	registerPages(app, reg, log)
 	api.Register(app)
 
@@ -138,10 +149,14 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	ln := httpapi.WrapListener(rawLn, cfg.SendBuffer)
+	ln, err := cfg.TLS.listen(rawLn, cfg.SendBuffer)
+	if err != nil {
+		rawLn.Close()
+		return err
+	}
 	addr := ln.Addr().String()
-	log.Info("opsdash serving", "addr", addr, "host_id", hostID, "version", version, "host_env", hostEnv())
-	if !loopbackOnly(cfg.Listen) {
+	log.Info("opsdash serving", "addr", addr, "host_id", hostID, "version", version, "tls", cfg.TLS.enabled(), "host_env", hostEnv())
+	if !loopbackOnly(cfg.Listen) && cfg.Auth.Token == "" {
 		log.Warn("SERVING BEYOND LOOPBACK WITHOUT AUTHENTICATION: anyone who can reach " + addr +
 			" sees this host's metrics; bind to 127.0.0.1 or put it behind an authenticating proxy")
 	}

@@ -1,0 +1,324 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"runtime"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	promcollectors "github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/opsdash/opsdash/collectors"
+	"github.com/opsdash/opsdash/stream"
+	"github.com/opsdash/opsdash/stream/httpapi"
+)
+
+// metricsConfig holds the flags of GET /metrics.
+type metricsConfig struct {
+	// Auth puts /metrics behind the auth token (--metrics-auth). Off by
+	// default: a Prometheus server usually scrapes from inside the network
+	// and the metrics hold counts, not host data.
+	Auth bool
+}
+
+func (m *metricsConfig) register(fs *flag.FlagSet) {
+	fs.BoolVar(&m.Auth, "metrics-auth", false, "require the auth token (--auth-token) on GET /metrics too")
+}
+
+// validate reports a configuration that cannot do what it says: the
+// operator asked for /metrics behind a token and there is none, which
+// would leave it open while they believe it closed.
+func (m *metricsConfig) validate(authToken string) []error {
+	if m.Auth && authToken == "" {
+		return []error{errors.New("--metrics-auth needs --auth-token: without a token /metrics would stay open")}
+	}
+	return nil
+}
+
+// Histogram buckets. Writes are one corked syscall on a healthy connection
+// (tens of microseconds) and up to the write timeout (10 s by default) on
+// a stuck one; collector runs take a millisecond or so up to their timeout.
+var (
+	writeBuckets     = []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	batchBuckets     = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}
+	collectorBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+)
+
+// metrics owns the process's Prometheus registry and serves it at
+// GET /metrics. The stream and edge counters are read at scrape time from
+// stream.Registry.Stats and httpapi.Server.Stats (see streamCollector), so
+// they cost nothing on the hot path; only what those do not count (auth
+// failures, collector runs, write latency) is recorded as it happens.
+type metrics struct {
+	cfg      metricsConfig
+	registry *prometheus.Registry
+
+	authFailures  prometheus.Counter
+	collectorDur  *prometheus.HistogramVec
+	collectorErrs *prometheus.CounterVec
+	writeDur      prometheus.Histogram
+	writeFrames   prometheus.Histogram
+}
+
+// newMetrics builds the registry: Go runtime and process collectors, the
+// stream and edge counters of reg and apiStats (called at each scrape, so
+// apiStats may refer to a server created after this call), and the
+// instruments fed by authFailure, collectorObserver and observeWrite.
+func newMetrics(cfg metricsConfig, reg *stream.Registry, apiStats func() httpapi.Stats) *metrics {
+	m := &metrics{
+		cfg: cfg,
+		// A registry of our own rather than prometheus.DefaultRegisterer:
+		// no library can add metrics behind our back, and tests can run
+		// several servers in one process.
+		registry: prometheus.NewRegistry(),
+		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "opsdash_auth_failures_total",
+			Help: "Requests refused for a missing or wrong auth token (401).",
+		}),
+		collectorDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "opsdash_collector_duration_seconds",
+			Help:    "Duration of collector runs, failed and timed-out ones included.",
+			Buckets: collectorBuckets,
+		}, []string{"collector"}),
+		collectorErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "opsdash_collector_errors_total",
+			Help: "Collector runs that failed or timed out.",
+		}, []string{"collector"}),
+		writeDur: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "opsdash_write_duration_seconds",
+			Help:    "Duration of one batched write of frames to a WebSocket or SSE client, failed ones included.",
+			Buckets: writeBuckets,
+		}),
+		writeFrames: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "opsdash_write_batch_frames",
+			Help:    "Frames sent per batched write (conflation and batching at work when above 1).",
+			Buckets: batchBuckets,
+		}),
+	}
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "opsdash_build_info",
+		Help: "Always 1; the labels say which build runs.",
+		ConstLabels: prometheus.Labels{
+			"version": version, "commit": commit, "goversion": runtime.Version(),
+		},
+	})
+	buildInfo.Set(1)
+	m.registry.MustRegister(
+		promcollectors.NewGoCollector(),
+		promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}),
+		newStreamCollector(reg.Stats, apiStats),
+		buildInfo,
+		m.authFailures, m.collectorDur, m.collectorErrs, m.writeDur, m.writeFrames,
+	)
+	return m
+}
+
+// collectorObserver is told about every collector run.
+func (m *metrics) collectorObserver() collectors.Observer { return collectorRuns{m} }
+
+// collectorRuns feeds the collector histogram and error counter.
+type collectorRuns struct{ m *metrics }
+
+// CollectorRun implements collectors.Observer.
+func (o collectorRuns) CollectorRun(name string, took time.Duration, err error) {
+	o.m.collectorDur.WithLabelValues(name).Observe(took.Seconds())
+	// Touched on every run so that each collector's error counter exists
+	// (at 0) from its first run: rate() and alerts need the series.
+	errs := o.m.collectorErrs.WithLabelValues(name)
+	if err != nil {
+		errs.Inc()
+	}
+}
+
+// authFailure counts a refused token.
+func (m *metrics) authFailure() { m.authFailures.Inc() }
+
+// observeWrite records one Conn.WriteFrames call: pass it as
+// stream.RegistryConfig.WriteObserver. It runs once per write on the
+// writer goroutines and does not allocate.
+func (m *metrics) observeWrite(d time.Duration, frames int) {
+	m.writeDur.Observe(d.Seconds())
+	m.writeFrames.Observe(float64(frames))
+}
+
+// install mounts GET /metrics on app, behind protect when --metrics-auth
+// is set. The handler is client_golang's promhttp (content negotiation,
+// gzip, OpenMetrics) adapted to fasthttp.
+func (m *metrics) install(app *fiber.App, protect fiber.Handler) {
+	h := promhttp.InstrumentMetricHandler(m.registry, promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{
+		Registry: m.registry, // counts its own errors in promhttp_metric_handler_errors_total
+		// A failing collector (say /proc unreadable) costs its own metrics,
+		// not the whole scrape.
+		ErrorHandling: promhttp.ContinueOnError,
+		// Scrapes are cheap but visit every session; a burst of them is
+		// answered 503 rather than piled up.
+		MaxRequestsInFlight: 4,
+		// No Timeout: promhttp implements it with a context derived from
+		// the request's, which fasthttpadaptor makes fasthttp's RequestCtx;
+		// that is recycled after the handler while the derived context's
+		// goroutine still reads it (a data race). Gathering reads
+		// in-process counters only, and scrapers time out on their side.
+	}))
+	serve := fasthttpadaptor.NewFastHTTPHandler(h)
+	handler := func(c *fiber.Ctx) error {
+		serve(c.Context())
+		return nil
+	}
+	if m.cfg.Auth {
+		app.Get("/metrics", protect, handler)
+		return
+	}
+	app.Get("/metrics", handler)
+}
+
+// streamCollector exports stream.Registry.Stats and httpapi.Server.Stats
+// as Prometheus metrics. Each scrape takes one snapshot of each (Stats
+// visits every session, so it is called once per scrape, not per metric).
+type streamCollector struct {
+	regStats func() stream.Stats
+	apiStats func() httpapi.Stats
+
+	scalars  []scalarMetric
+	connOpen *prometheus.Desc // {kind}
+	closed   *prometheus.Desc // {code}
+	refused  *prometheus.Desc // {reason}
+	sent     *prometheus.Desc // {type}
+	dropped  *prometheus.Desc // {reason}
+}
+
+// scalarMetric is an unlabelled metric read from the snapshots.
+type scalarMetric struct {
+	desc *prometheus.Desc
+	typ  prometheus.ValueType
+	val  func(*stream.Stats, *httpapi.Stats) float64
+}
+
+// refusalReasons are httpapi's refusal reasons, exported at 0 before the
+// first refusal so that the series exist for rate() and alerts.
+var refusalReasons = []string{"origin", "capacity", "per_ip", "draining"}
+
+func newStreamCollector(regStats func() stream.Stats, apiStats func() httpapi.Stats) *streamCollector {
+	counter := func(name, help string, val func(*stream.Stats, *httpapi.Stats) float64) scalarMetric {
+		return scalarMetric{prometheus.NewDesc(name, help, nil, nil), prometheus.CounterValue, val}
+	}
+	gauge := func(name, help string, val func(*stream.Stats, *httpapi.Stats) float64) scalarMetric {
+		return scalarMetric{prometheus.NewDesc(name, help, nil, nil), prometheus.GaugeValue, val}
+	}
+	type (
+		rs = stream.Stats
+		as = httpapi.Stats
+	)
+	return &streamCollector{
+		regStats: regStats,
+		apiStats: apiStats,
+		scalars: []scalarMetric{
+			counter("opsdash_connections_opened_total", "WebSocket and SSE connections admitted.",
+				func(_ *rs, a *as) float64 { return float64(a.Opened) }),
+			gauge("opsdash_sessions", "Open stream sessions (one per live WebSocket or SSE connection).",
+				func(r *rs, _ *as) float64 { return float64(r.Sessions) }),
+			counter("opsdash_sessions_opened_total", "Stream sessions opened.",
+				func(r *rs, _ *as) float64 { return float64(r.SessionsOpened) }),
+			counter("opsdash_sessions_closed_total", "Stream sessions closed.",
+				func(r *rs, _ *as) float64 { return float64(r.SessionsClosed) }),
+			gauge("opsdash_subscriptions", "Subscribed patterns across open sessions.",
+				func(r *rs, _ *as) float64 { return float64(r.Subscriptions) }),
+			gauge("opsdash_topics", "Topics known (declared by collectors or published).",
+				func(r *rs, _ *as) float64 { return float64(r.Topics) }),
+			gauge("opsdash_published_topics", "Topics created through the publish API.",
+				func(r *rs, _ *as) float64 { return float64(r.PublishedTopics) }),
+			counter("opsdash_published_total", "Values published on any topic (collectors and publish API).",
+				func(r *rs, _ *as) float64 { return float64(r.Published) }),
+			counter("opsdash_encode_errors_total", "Samples dropped because their topic or data was invalid.",
+				func(r *rs, _ *as) float64 { return float64(r.EncodeErrors) }),
+			counter("opsdash_topics_expired_total", "Published topics removed after their TTL.",
+				func(r *rs, _ *as) float64 { return float64(r.TopicsExpired) }),
+			counter("opsdash_updates_offered_total", "Update values offered to session mailboxes.",
+				func(r *rs, _ *as) float64 { return float64(r.UpdatesOffered) }),
+			gauge("opsdash_mailbox_depth", "Topics with a pending update or status, all sessions.",
+				func(r *rs, _ *as) float64 { return float64(r.MailboxDepth) }),
+			gauge("opsdash_reply_queue_depth", "Replies waiting to be written, all sessions.",
+				func(r *rs, _ *as) float64 { return float64(r.ReplyQueueDepth) }),
+			gauge("opsdash_writers", "Writer goroutines running (sessions with something to write).",
+				func(r *rs, _ *as) float64 { return float64(r.Writers) }),
+			counter("opsdash_write_batches_total", "Successful batched writes (one per Conn.WriteFrames call).",
+				func(r *rs, _ *as) float64 { return float64(r.WriteBatches) }),
+			counter("opsdash_write_errors_total", "Failed batched writes; each closes its session.",
+				func(r *rs, _ *as) float64 { return float64(r.WriteErrors) }),
+			counter("opsdash_write_timeouts_total", "Failed writes that hit the write timeout (a subset of write errors).",
+				func(r *rs, _ *as) float64 { return float64(r.WriteTimeouts) }),
+			counter("opsdash_rate_limited_total", "Requests refused with rate_limited.",
+				func(r *rs, _ *as) float64 { return float64(r.RateLimited) }),
+			counter("opsdash_rate_limit_closes_total", "Connections closed (1008) for going on past rate_limited.",
+				func(r *rs, _ *as) float64 { return float64(r.RateLimitCloses) }),
+		},
+		connOpen: prometheus.NewDesc("opsdash_connections_open",
+			"Live connections by kind (ws, sse).", []string{"kind"}, nil),
+		closed: prometheus.NewDesc("opsdash_connections_closed_total",
+			"WebSocket connections closed by the server, by close code (1000 normal, 1001 going away, 1003 binary frame, 1007 invalid UTF-8, 1008 policy, 1009 too big, 1011 internal, 1013 over capacity, 4008 write timeout).",
+			[]string{"code"}, nil),
+		refused: prometheus.NewDesc("opsdash_connections_refused_total",
+			"Connections refused, by reason (origin, capacity, per_ip, draining).", []string{"reason"}, nil),
+		sent: prometheus.NewDesc("opsdash_messages_sent_total",
+			"Frames written to clients, by message type.", []string{"type"}, nil),
+		dropped: prometheus.NewDesc("opsdash_updates_dropped_total",
+			"Update values never sent, by reason: stale (replaced by a newer value: conflation), unsubscribed, closed.",
+			[]string{"reason"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, s := range c.scalars {
+		ch <- s.desc
+	}
+	for _, d := range []*prometheus.Desc{c.connOpen, c.closed, c.refused, c.sent, c.dropped} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
+	rs, as := c.regStats(), c.apiStats()
+	for _, s := range c.scalars {
+		ch <- prometheus.MustNewConstMetric(s.desc, s.typ, s.val(&rs, &as))
+	}
+	gauge := func(d *prometheus.Desc, v float64, label string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, label)
+	}
+	count := func(d *prometheus.Desc, v uint64, label string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), label)
+	}
+	gauge(c.connOpen, float64(as.WebSockets), "ws")
+	gauge(c.connOpen, float64(as.SSEStreams), "sse")
+	for _, code := range as.CloseCodes() {
+		count(c.closed, as.Closes[code], strconv.Itoa(code))
+	}
+	for _, r := range refusalReasons {
+		count(c.refused, as.Refused[r], r)
+	}
+	for r, n := range as.Refused { // a reason added to httpapi later
+		if !slices.Contains(refusalReasons, r) {
+			count(c.refused, n, r)
+		}
+	}
+	sent := rs.Sent
+	for _, m := range []struct {
+		typ string
+		n   uint64
+	}{
+		{"hello", sent.Hello}, {"subscribed", sent.Subscribed}, {"unsubscribed", sent.Unsubscribed},
+		{"topics", sent.Topics}, {"pong", sent.Pong}, {"error", sent.Error},
+		{"status", sent.Status}, {"update", sent.Update},
+	} {
+		count(c.sent, m.n, m.typ)
+	}
+	count(c.dropped, rs.Dropped.Stale, "stale")
+	count(c.dropped, rs.Dropped.Unsubscribed, "unsubscribed")
+	count(c.dropped, rs.Dropped.Closed, "closed")
+}

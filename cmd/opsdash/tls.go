@@ -1,0 +1,164 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/opsdash/opsdash/stream/httpapi"
+)
+
+// tlsConfig holds the flags of TLS (--tls-cert, --tls-key) and of the
+// proxies in front of the server (--trusted-proxies).
+type tlsConfig struct {
+	CertFile       string
+	KeyFile        string
+	TrustedProxies stringList
+}
+
+func (t *tlsConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&t.CertFile, "tls-cert", "", "PEM certificate file (leaf first, then intermediates): serve https and wss; needs --tls-key")
+	fs.StringVar(&t.KeyFile, "tls-key", "", "PEM private key file of --tls-cert")
+	fs.Var(&t.TrustedProxies, "trusted-proxies", "comma-separated IPs or CIDR ranges of your own proxies (e.g. '10.0.0.0/8,::1'); "+
+		"only their X-Forwarded-For and X-Forwarded-Host are believed (default: trust nobody)")
+}
+
+// validate checks that the TLS flags come as a pair, that both files can be
+// read and hold a matching certificate and key, and that every trusted
+// proxy parses. Errors name the flag and the file.
+func (t *tlsConfig) validate() []error {
+	_, errs := parseProxySet(t.TrustedProxies)
+	switch {
+	case t.CertFile == "" && t.KeyFile == "":
+		return errs
+	case t.CertFile == "":
+		return append(errs, fmt.Errorf("--tls-key %q needs --tls-cert too", t.KeyFile))
+	case t.KeyFile == "":
+		return append(errs, fmt.Errorf("--tls-cert %q needs --tls-key too", t.CertFile))
+	}
+	certPEM, err := os.ReadFile(t.CertFile)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--tls-cert %q: %w", t.CertFile, unwrapPath(err)))
+	}
+	keyPEM, kerr := os.ReadFile(t.KeyFile)
+	if kerr != nil {
+		errs = append(errs, fmt.Errorf("--tls-key %q: %w", t.KeyFile, unwrapPath(kerr)))
+	}
+	if err != nil || kerr != nil {
+		return errs
+	}
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		errs = append(errs, fmt.Errorf("--tls-cert %q and --tls-key %q: %v", t.CertFile, t.KeyFile, err))
+	}
+	return errs
+}
+
+// unwrapPath drops the path from an *os.PathError ("open /x: permission
+// denied" → "permission denied"): the message already names the file.
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// enabled reports whether the server serves TLS itself.
+func (t *tlsConfig) enabled() bool { return t.CertFile != "" }
+
+// serverTLS loads the certificate and returns the server's TLS settings:
+// TLS 1.2 and 1.3 only, and for 1.2 only forward-secret AEAD suites (the
+// "intermediate" profile every current client supports; 1.3's suites are
+// all of that kind). ALPN offers http/1.1 only: fasthttp does not speak h2.
+func (t *tlsConfig) serverTLS() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert %q and --tls-key %q: %w", t.CertFile, t.KeyFile, err)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
+		NextProtos: []string{"http/1.1"},
+	}, nil
+}
+
+// listen wraps the serving listener: each connection's kernel send buffer
+// is capped on the TCP socket, TLS runs over it when configured, and the
+// corking connection sits on top (cork(tls(tcp))), so that a batch of
+// WebSocket frames becomes one TLS record and one write system call.
+func (t *tlsConfig) listen(ln net.Listener, sndbuf int) (net.Listener, error) {
+	if !t.enabled() {
+		return httpapi.WrapListener(ln, sndbuf), nil
+	}
+	cfg, err := t.serverTLS()
+	if err != nil {
+		return nil, err
+	}
+	return httpapi.WrapTLSListener(ln, sndbuf, cfg), nil
+}
+
+// proxies returns the parsed --trusted-proxies (entries that do not parse
+// were reported by validate and are left out here, trusting less).
+func (t *tlsConfig) proxies() proxySet {
+	set, _ := parseProxySet(t.TrustedProxies)
+	return set
+}
+
+// clientIP returns the function that says who a request comes from, for
+// per-IP limits and logs: the TCP peer, or, when the peer is a trusted
+// proxy, the rightmost X-Forwarded-For address that is not one
+// (forwardedClient). Never nil.
+func (t *tlsConfig) clientIP() func(*fiber.Ctx) string {
+	set := t.proxies()
+	return func(c *fiber.Ctx) string {
+		peer, ok := netip.AddrFromSlice(c.Context().RemoteIP())
+		if !ok {
+			return c.IP()
+		}
+		peer = peer.Unmap()
+		if !set.contains(peer) {
+			return peer.String()
+		}
+		raw := c.Request().Header.PeekAll(fiber.HeaderXForwardedFor)
+		xff := make([]string, len(raw))
+		for i, v := range raw {
+			xff[i] = string(v)
+		}
+		return forwardedClient(peer, xff, set.contains).String()
+	}
+}
+
+// trustedProxy returns the predicate for httpapi.Config.TrustedProxy: the
+// Origin check believes X-Forwarded-Host only from these peers. nil when no
+// proxy is trusted.
+func (t *tlsConfig) trustedProxy() func(net.IP) bool {
+	set := t.proxies()
+	if len(set) == 0 {
+		return nil
+	}
+	return set.containsIP
+}
+
+// fiberConfig returns base with Fiber's own trusted-proxy check on and
+// limited to --trusted-proxies, so that c.Protocol(), c.Hostname() and
+// c.BaseURL() believe X-Forwarded-Proto and X-Forwarded-Host only from
+// those proxies (Fiber's default believes them from anyone).
+func (t *tlsConfig) fiberConfig(base fiber.Config) fiber.Config {
+	base.EnableTrustedProxyCheck = true
+	base.TrustedProxies = t.proxies().strings()
+	return base
+}
