@@ -26,6 +26,9 @@ LABEL org.opencontainers.image.title="opsdash" \
 COPY --from=build /out/opsdash /usr/local/bin/opsdash
 USER nonroot:nonroot
 EXPOSE 8080
+# --server spells out the default. healthcheck runs with the server's
+# environment and follows it: OPSDASH_LISTEN's port, and https accepting only
+# the certificate in OPSDASH_TLS_CERT (self-signed or not); or OPSDASH_SERVER.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["/usr/local/bin/opsdash", "healthcheck", "--server", "http://127.0.0.1:8080"]
 ENTRYPOINT ["/usr/local/bin/opsdash"]

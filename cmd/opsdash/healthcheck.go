@@ -1,35 +1,64 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 )
 
+// defaultServer is the URL of a server started with the default --listen,
+// seen from the same machine. The image's HEALTHCHECK spells it out.
+const defaultServer = "http://127.0.0.1:8080"
+
 // healthcheckMain asks a server's /readyz and exits 0 when it is ready, 1
-// otherwise. It exists so that a container image without curl can have a
-// HEALTHCHECK.
+// otherwise, 2 on bad flags. It exists so that a container image without
+// curl can have a HEALTHCHECK.
+//
+// Without --server it asks the local server that --listen and --tls-cert
+// describe (OPSDASH_LISTEN and OPSDASH_TLS_CERT: in a container the
+// healthcheck runs with the server's environment), over https when there is
+// a certificate, and accepts only that certificate. See healthTarget.
 func healthcheckMain(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := fs.String("server", "http://127.0.0.1:8080", "the server's http(s) base URL")
+	server := fs.String("server", "", "the server's http(s) base URL (default: the local server of --listen and --tls-cert, "+defaultServer+" when they are unset)")
+	listen := fs.String("listen", ":8080", "without --server: the local server's --listen")
+	certFile := fs.String("tls-cert", "", "without --server: the local server's --tls-cert; ask over https and accept only this certificate")
+	caFile := fs.String("ca", "", "PEM file of the CA certificates to verify an https --server with (default: the system's roots)")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for an answer")
 	if err := parseWithEnv(fs, args, getenv); err != nil {
 		return 2
 	}
+	target, err := healthTarget(*server, getenv(envName("server")), *listen, *certFile, *caFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "healthcheck: %v\n", err)
+		return 2
+	}
+	client := &http.Client{Transport: target.transport()}
+	defer client.CloseIdleConnections()
+
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	url := strings.TrimRight(*server, "/") + "/readyz"
+	url := target.base + "/readyz"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "healthcheck: %v\n", err)
 		return 1
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		fmt.Fprintf(stderr, "healthcheck: %v\n", err)
 		return 1
@@ -42,4 +71,161 @@ func healthcheckMain(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	fmt.Fprintf(stdout, "ready: %s\n", strings.TrimSpace(string(body)))
 	return 0
+}
+
+// checkTarget is the server a healthcheck asks and how it trusts it.
+type checkTarget struct {
+	base  string      // base URL without a trailing slash
+	local bool        // derived from --listen: this machine's server, never through a proxy
+	tls   *tls.Config // nil: Go's defaults (system roots)
+}
+
+// transport is a one-request transport to the target.
+func (t checkTarget) transport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = t.tls
+	tr.DisableKeepAlives = true
+	if t.local {
+		// An HTTPS_PROXY in the environment is for the outside world, not
+		// for a server on this machine's own address.
+		tr.Proxy = nil
+	}
+	return tr
+}
+
+// healthTarget works out which server to ask and how to verify it:
+//
+//   - an explicit URL (--server, else OPSDASH_SERVER) is asked as given; an
+//     https one is verified against --ca, or the system's roots;
+//   - otherwise the local server of --listen and --tls-cert is asked: https
+//     with the certificate pinned when there is a --tls-cert, else http.
+//
+// The default URL counts as not given. The image's HEALTHCHECK runs
+// `opsdash healthcheck --server http://127.0.0.1:8080`, and a flag on the
+// command line beats the environment: without this rule no setting of the
+// container (another port, TLS, OPSDASH_SERVER) could reach the check.
+// When nothing is set the local server is http://127.0.0.1:8080 anyway.
+func healthTarget(server, envServer, listen, certFile, caFile string) (checkTarget, error) {
+	base, local, err := healthURL(server, envServer, listen, certFile != "")
+	if err != nil {
+		return checkTarget{}, err
+	}
+	t := checkTarget{base: base, local: local}
+	switch {
+	case !strings.HasPrefix(base, "https://"):
+	case local:
+		t.tls, err = pinnedTLS(certFile)
+	case caFile != "":
+		t.tls, err = caTLS(caFile)
+	}
+	return t, err
+}
+
+// healthURL returns the base URL to ask, and whether it is the local server
+// derived from listen (see healthTarget). It is pure: no files, no
+// environment.
+func healthURL(server, envServer, listen string, https bool) (base string, local bool, err error) {
+	for _, s := range []string{server, envServer} {
+		if s = strings.TrimRight(s, "/"); s != "" && s != defaultServer {
+			return s, false, nil
+		}
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", false, fmt.Errorf("--listen %q: %v", listen, err)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return "", false, fmt.Errorf("--listen %q: the port must be a number from 1 to 65535; or give --server", listen)
+	}
+	switch host {
+	case "", "0.0.0.0", "::":
+		// A wildcard address serves loopback too (Go listens dual-stack
+		// on "::").
+		host = "127.0.0.1"
+	}
+	scheme := "http"
+	if https {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port), true, nil
+}
+
+// pinnedTLS accepts exactly one server certificate: the leaf (first
+// certificate) of certFile, the file the server itself serves.
+//
+// Why skipping Go's verification is safe here: InsecureSkipVerify turns
+// off only the chain and name checks; the handshake still proves that the
+// peer holds the private key of the certificate it presents (its signature
+// over the handshake is checked against that certificate's key). Requiring
+// that certificate to be byte for byte the server's own leaf is then
+// stronger than those checks: no other key, whoever issued it, passes. A
+// name check is also the wrong tool for 127.0.0.1, which a certificate
+// rarely names, and a self-signed certificate has no chain to check.
+// Expiry is not checked: readiness is the question, not renewal.
+func pinnedTLS(certFile string) (*tls.Config, error) {
+	want, err := readLeaf(certFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // see above: replaced by the pin below
+		// VerifyConnection, unlike VerifyPeerCertificate, also runs on
+		// resumed sessions, so the pin holds on every connection.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the server sent no certificate")
+			}
+			if got := cs.PeerCertificates[0]; !bytes.Equal(got.Raw, want.Raw) {
+				return fmt.Errorf("the server's certificate (%s) is not the one in --tls-cert %q (%s): another server on this address, "+
+					"or the file changed after the server started (it reads the file at startup: restart it)",
+					describeCert(got), certFile, describeCert(want))
+			}
+			return nil
+		},
+	}, nil
+}
+
+// caTLS verifies the server's chain against the CA certificates in caFile
+// instead of the system's roots, with the usual name check.
+func caTLS(caFile string) (*tls.Config, error) {
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca %q: %w", caFile, unwrapPath(err))
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("--ca %q: no PEM certificate in the file", caFile)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
+}
+
+// readLeaf returns the first certificate of a PEM file: the server's own
+// in a --tls-cert file (leaf first, then intermediates).
+func readLeaf(certFile string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert %q: %w", certFile, unwrapPath(err))
+	}
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			return nil, fmt.Errorf("--tls-cert %q: no PEM certificate in the file", certFile)
+		}
+		if block.Type == "CERTIFICATE" {
+			cert, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("--tls-cert %q: %v", certFile, err)
+			}
+			return cert, nil
+		}
+	}
+}
+
+// describeCert names a certificate for a person comparing two of them.
+func describeCert(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	return fmt.Sprintf("subject %q, SHA-256 %X…", c.Subject.String(), sum[:8])
 }

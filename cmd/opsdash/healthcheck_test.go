@@ -3,12 +3,23 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestHealthcheckExitCodes runs `opsdash healthcheck` against servers in
@@ -87,4 +98,276 @@ func TestHealthcheckExitCodes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHealthcheckURL: which URL healthcheck asks, from --server,
+// OPSDASH_SERVER, --listen and whether there is a --tls-cert.
+func TestHealthcheckURL(t *testing.T) {
+	for _, tc := range []struct {
+		name, server, envServer, listen string
+		https                           bool
+		want                            string
+		wantLocal                       bool
+		wantErr                         string
+	}{
+		{name: "nothing set", listen: ":8080", want: "http://127.0.0.1:8080", wantLocal: true},
+		{name: "TLS on another port", listen: ":8443", https: true, want: "https://127.0.0.1:8443", wantLocal: true},
+		{name: "the image's --server with TLS in the environment", server: "http://127.0.0.1:8080", listen: ":8443", https: true,
+			want: "https://127.0.0.1:8443", wantLocal: true},
+		{name: "the default with a trailing slash", server: "http://127.0.0.1:8080/", listen: ":9090", want: "http://127.0.0.1:9090", wantLocal: true},
+		{name: "IPv4 wildcard", listen: "0.0.0.0:9090", want: "http://127.0.0.1:9090", wantLocal: true},
+		{name: "IPv6 wildcard", listen: "[::]:9090", want: "http://127.0.0.1:9090", wantLocal: true},
+		{name: "a loopback address", listen: "127.0.0.2:9090", want: "http://127.0.0.2:9090", wantLocal: true},
+		{name: "IPv6 loopback", listen: "[::1]:9443", https: true, want: "https://[::1]:9443", wantLocal: true},
+		{name: "a name", listen: "localhost:9090", want: "http://localhost:9090", wantLocal: true},
+		{name: "explicit --server wins", server: "https://ops.example.com:8443/", envServer: "http://127.0.0.1:9999", listen: ":9090", https: true,
+			want: "https://ops.example.com:8443"},
+		{name: "OPSDASH_SERVER behind the image's --server", server: "http://127.0.0.1:8080", envServer: "http://127.0.0.1:9090", listen: ":8443", https: true,
+			want: "http://127.0.0.1:9090"},
+		{name: "OPSDASH_SERVER alone", envServer: "http://10.0.0.5:8080", listen: ":8080", want: "http://10.0.0.5:8080"},
+		{name: "no port", listen: "8080", wantErr: `--listen "8080"`},
+		{name: "port 0", listen: ":0", wantErr: "port must be a number from 1 to 65535"},
+		{name: "port out of range", listen: ":70000", wantErr: "port must be a number"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, local, err := healthURL(tc.server, tc.envServer, tc.listen, tc.https)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("healthURL = %q, %v; want an error with %q", got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want || local != tc.wantLocal {
+				t.Errorf("healthURL = %q, local %v, %v; want %q, local %v", got, local, err, tc.want, tc.wantLocal)
+			}
+		})
+	}
+}
+
+// envMap is a getenv over a map.
+func envMap(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+// imageHealthcheck is the Dockerfile's HEALTHCHECK command line (the test
+// of the Dockerfile pins it).
+var imageHealthcheck = []string{"healthcheck", "--server", "http://127.0.0.1:8080"}
+
+// issuedPair is a CA and a server certificate it issued, for names that do
+// not include 127.0.0.1.
+type issuedPair struct {
+	ca        string // the CA's certificate
+	cert, key string // the server's chain (leaf, then the CA) and key
+}
+
+// writeIssuedPair writes a CA and a certificate it issued for localhost and
+// opsdash.internal (no IP address), as a private CA would.
+func writeIssuedPair(t *testing.T, dir string) issuedPair {
+	t.Helper()
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	caKey, leafKey := newKey(), newKey()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "opsdash test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "opsdash.internal"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost", "opsdash.internal"},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, caCert, &leafKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(leafKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := issuedPair{ca: filepath.Join(dir, "ca.crt"), cert: filepath.Join(dir, "issued.crt"), key: filepath.Join(dir, "issued.key")}
+	writePEM(t, p.ca, "CERTIFICATE", caDER)
+	writePEM(t, p.key, "PRIVATE KEY", keyDER)
+	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})...)
+	if err := os.WriteFile(p.cert, chain, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestHealthcheckTLS runs the image's healthcheck against a real server
+// serving TLS, with a self-signed certificate and with one a private CA
+// issued for names other than 127.0.0.1. With the server's environment
+// (OPSDASH_LISTEN, OPSDASH_TLS_CERT) it asks https on the right port and
+// accepts exactly the server's certificate; an explicit https URL is
+// verified the usual way, against --ca or the system's roots.
+func TestHealthcheckTLS(t *testing.T) {
+	dir := t.TempDir()
+	self := writeTestPair(t, dir, "self")
+	other := writeTestPair(t, dir, "other")
+	issued := writeIssuedPair(t, dir)
+
+	for _, srv := range []struct {
+		name      string
+		cert, key string
+		ca        string // what --ca needs
+		namesIP   bool   // the certificate is valid for 127.0.0.1
+	}{
+		{name: "self-signed", cert: self.cert, key: self.key, ca: self.cert, namesIP: true},
+		{name: "issued by a private CA for other names", cert: issued.cert, key: issued.key, ca: issued.ca},
+	} {
+		t.Run(srv.name, func(t *testing.T) {
+			base, _ := startServer(t, "--tls-cert", srv.cert, "--tls-key", srv.key)
+			port := base[strings.LastIndex(base, ":")+1:]
+
+			// Wait for readiness with a client of the test's own.
+			pool := x509.NewCertPool()
+			caPEM, err := os.ReadFile(srv.ca)
+			if err != nil || !pool.AppendCertsFromPEM(caPEM) {
+				t.Fatalf("CA file %s: %v", srv.ca, err)
+			}
+			client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+				TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
+			defer client.CloseIdleConnections()
+			eventually(t, "https /readyz to report ready", func() bool {
+				resp, err := client.Get("https://127.0.0.1:" + port + "/readyz")
+				if err != nil {
+					return false
+				}
+				resp.Body.Close()
+				return resp.StatusCode == 200
+			})
+
+			serverEnv := map[string]string{"OPSDASH_LISTEN": ":" + port, "OPSDASH_TLS_CERT": srv.cert}
+			byIP := struct {
+				want   int
+				stderr string
+			}{0, ""}
+			if !srv.namesIP {
+				byIP.want, byIP.stderr = 1, "certificate for 127.0.0.1"
+			}
+			for _, tc := range []struct {
+				name   string
+				env    map[string]string
+				args   []string
+				want   int
+				stdout string
+				stderr string
+			}{
+				{name: "the image's command line in the server's environment", env: serverEnv, args: imageHealthcheck,
+					want: 0, stdout: "ready: ready"},
+				{name: "no --server, the server's environment", env: serverEnv, args: []string{"healthcheck"}, want: 0, stdout: "ready: ready"},
+				{name: "no --server, flags", args: []string{"healthcheck", "--listen", "127.0.0.1:" + port, "--tls-cert", srv.cert},
+					want: 0, stdout: "ready: ready"},
+				{name: "another certificate in OPSDASH_TLS_CERT",
+					env: map[string]string{"OPSDASH_LISTEN": ":" + port, "OPSDASH_TLS_CERT": other.cert}, args: imageHealthcheck,
+					want: 1, stderr: "is not the one in --tls-cert \"" + other.cert + "\""},
+				{name: "no OPSDASH_TLS_CERT: plain http to the TLS port", env: map[string]string{"OPSDASH_LISTEN": ":" + port},
+					args: imageHealthcheck, want: 1, stderr: `"http://127.0.0.1:` + port + `/readyz"`},
+				{name: "--ca, by a name in the certificate", args: []string{"healthcheck", "--server", "https://localhost:" + port, "--ca", srv.ca},
+					want: 0, stdout: "ready: ready"},
+				{name: "--ca, by IP address", args: []string{"healthcheck", "--server", "https://127.0.0.1:" + port, "--ca", srv.ca},
+					want: byIP.want, stderr: byIP.stderr},
+				{name: "--ca of another CA", args: []string{"healthcheck", "--server", "https://localhost:" + port, "--ca", other.cert},
+					want: 1, stderr: "unknown authority"},
+				{name: "explicit URL, system roots", args: []string{"healthcheck", "--server", "https://localhost:" + port},
+					want: 1, stderr: "unknown authority"},
+				{name: "explicit URL: the server's certificate is not pinned", env: serverEnv,
+					args: []string{"healthcheck", "--server", "https://localhost:" + port}, want: 1, stderr: "unknown authority"},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					var stdout, stderr bytes.Buffer
+					code := run(context.Background(), append(tc.args, "--timeout", "10s"), &stdout, &stderr, envMap(tc.env))
+					if code != tc.want {
+						t.Fatalf("exit code = %d, want %d\nstdout: %s\nstderr: %s", code, tc.want, stdout.String(), stderr.String())
+					}
+					if !strings.Contains(stdout.String(), tc.stdout) || !strings.Contains(stderr.String(), tc.stderr) {
+						t.Errorf("stdout %q, stderr %q; want them to contain %q, %q", stdout.String(), stderr.String(), tc.stdout, tc.stderr)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestHealthcheckPlainHTTP: without a certificate the local server is asked
+// over http on OPSDASH_LISTEN's port, also through the image's explicit
+// default --server; any other explicit URL is asked as given.
+func TestHealthcheckPlainHTTP(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, "ready")
+	}))
+	defer srv.Close()
+	port := srv.URL[strings.LastIndex(srv.URL, ":")+1:]
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	absent := "http://" + ln.Addr().String()
+	ln.Close()
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+
+	for _, tc := range []struct {
+		name   string
+		env    map[string]string
+		args   []string
+		want   int
+		stderr string
+	}{
+		{name: "OPSDASH_LISTEN", env: map[string]string{"OPSDASH_LISTEN": ":" + port}, args: []string{"healthcheck"}, want: 0},
+		{name: "OPSDASH_LISTEN with the image's command line", env: map[string]string{"OPSDASH_LISTEN": "0.0.0.0:" + port}, args: imageHealthcheck, want: 0},
+		{name: "OPSDASH_SERVER with the image's command line", env: map[string]string{"OPSDASH_SERVER": srv.URL}, args: imageHealthcheck, want: 0},
+		{name: "an explicit URL beats OPSDASH_LISTEN", env: map[string]string{"OPSDASH_LISTEN": ":" + port},
+			args: []string{"healthcheck", "--server", absent}, want: 1, stderr: "connection refused"},
+		{name: "--ca does not matter for http", args: []string{"healthcheck", "--server", srv.URL, "--ca", missing}, want: 0},
+		{name: "bad OPSDASH_LISTEN", env: map[string]string{"OPSDASH_LISTEN": port}, args: imageHealthcheck, want: 2, stderr: `--listen "` + port + `"`},
+		{name: "unreadable OPSDASH_TLS_CERT", env: map[string]string{"OPSDASH_LISTEN": ":" + port, "OPSDASH_TLS_CERT": missing},
+			args: imageHealthcheck, want: 2, stderr: "--tls-cert \"" + missing + "\": no such file"},
+		{name: "unreadable --ca", args: []string{"healthcheck", "--server", "https://localhost:" + port, "--ca", missing},
+			want: 2, stderr: "--ca \"" + missing + "\": no such file"},
+		{name: "--ca without a certificate", args: []string{"healthcheck", "--server", "https://localhost:" + port, "--ca", writeFile(t, "not PEM\n")},
+			want: 2, stderr: "no PEM certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tc.args, &stdout, &stderr, envMap(tc.env))
+			if code != tc.want {
+				t.Fatalf("exit code = %d, want %d\nstdout: %s\nstderr: %s", code, tc.want, stdout.String(), stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tc.stderr) {
+				t.Errorf("stderr %q, want it to contain %q", stderr.String(), tc.stderr)
+			}
+		})
+	}
+}
+
+// writeFile writes content to a new file and returns its path.
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

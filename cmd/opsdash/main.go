@@ -6,7 +6,7 @@
 //
 //	opsdash [serve] [flags]     run the dashboard (the default)
 //	opsdash watch [--server URL] [--json] PATTERN...
-//	opsdash healthcheck [--server URL]
+//	opsdash healthcheck [--server URL] [--ca FILE]
 //	opsdash version
 //
 // Every flag can also be set with an OPSDASH_* environment variable
@@ -66,7 +66,8 @@ const usage = `Usage:
   opsdash [serve] [flags]          run the dashboard (default); opsdash serve --help lists the flags
   opsdash watch [--server URL] [--json] PATTERN...
                                    print updates of matching topics as they arrive (--help for flags)
-  opsdash healthcheck [--server URL]  exit 0 when the server at URL is ready, 1 otherwise
+  opsdash healthcheck [--server URL] [--ca FILE]
+                                   exit 0 when the server is ready, 1 otherwise (--help for flags)
   opsdash version                  print the version
 
 Every flag can also be set with an OPSDASH_* environment variable (--listen ↔ OPSDASH_LISTEN).

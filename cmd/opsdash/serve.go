@@ -129,17 +129,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	guard := newAuthGuard(cfg.Auth, log, met.authFailure).withClientIP(cfg.TLS.clientIP())
 	guard.install(app) // before every route it protects
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
-	app.Get("/readyz", func(c *fiber.Ctx) error {
-		switch {
-		case draining.Load():
-			return c.Status(fiber.StatusServiceUnavailable).SendString("draining")
-		case !sched.Ready():
-			return c.Status(fiber.StatusServiceUnavailable).SendString("collectors starting")
-		case sched.Stalled(time.Now()):
-			return c.Status(fiber.StatusServiceUnavailable).SendString("collectors stalled")
-		}
-		return c.SendString("ready")
-	})
+	app.Get("/readyz", readyzHandler(&draining, sched))
 	met.install(app, guard.require())
 	registerPages(app, reg, log)
 	api.Register(app)
