@@ -91,21 +91,12 @@ func newClientConfig(o options, srv *server, rcvbuf int) *clientConfig {
 // and is resumed at the end (see resumeSlow).
 func runTraffic(ctx context.Context, o options, slowEvery int) (*Report, error) {
 	r := newReport(o)
-	srv, err := startServer(ctx, o.ServerBin, o.Token, o.ServerArgs)
+	srv, pub, err := startWithTopics(ctx, o, r)
 	if err != nil {
 		return nil, err
 	}
-	o.logf("%s: server pid %d on %s; connecting %d clients", o.Scenario, srv.pid(), srv.addr, o.Clients)
 	defer func() { r.noteServerExit(srv.stop()) }()
 	pid := srv.pid()
-	r.ServerRSSStart = mustProc(pid).RSS
-
-	pub := newPublisher("http://"+srv.addr, o.Token, topicNames(o.Topics), o.PayloadBytes)
-	// The warm-up value (pub_seq 0) creates the topics, so clients get a
-	// snapshot and the measured publishes do not pay for topic creation.
-	if err := pub.warmUp(ctx); err != nil {
-		return nil, fmt.Errorf("warm-up publish: %w", err)
-	}
 
 	// Slow clients get their own small receive buffer: a separate dialer.
 	fast := newClientConfig(o, srv, 0)
@@ -388,18 +379,12 @@ func runSlow(ctx context.Context, o options) (*Report, error) {
 // is not published again (so only heartbeats flow).
 func runIdle(ctx context.Context, o options) (*Report, error) {
 	r := newReport(o)
-	srv, err := startServer(ctx, o.ServerBin, o.Token, o.ServerArgs)
+	srv, _, err := startWithTopics(ctx, o, r)
 	if err != nil {
 		return nil, err
 	}
-	o.logf("%s: server pid %d on %s; connecting %d clients", o.Scenario, srv.pid(), srv.addr, o.Clients)
 	defer func() { r.noteServerExit(srv.stop()) }()
 	pid := srv.pid()
-	r.ServerRSSStart = mustProc(pid).RSS
-	pub := newPublisher("http://"+srv.addr, o.Token, topicNames(o.Topics), o.PayloadBytes)
-	if err := pub.warmUp(ctx); err != nil {
-		return nil, fmt.Errorf("warm-up publish: %w", err)
-	}
 	// Let the collectors' first runs and start-up garbage settle.
 	if err := sleepCtx(ctx, o.Settle); err != nil {
 		return r, err
@@ -560,4 +545,23 @@ func diffMetrics(before, after map[string]float64) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// startWithTopics starts the server child, records its starting RSS in r
+// and publishes one warm-up value (pub_seq 0) on every topic: it creates
+// the topics, so clients get a snapshot and the measured publishes do not
+// pay for topic creation. The caller stops the server.
+func startWithTopics(ctx context.Context, o options, r *Report) (*server, *publisher, error) {
+	srv, err := startServer(ctx, o.ServerBin, o.Token, o.ServerArgs)
+	if err != nil {
+		return nil, nil, err
+	}
+	o.logf("%s: server pid %d on %s; connecting %d clients", o.Scenario, srv.pid(), srv.addr, o.Clients)
+	r.ServerRSSStart = mustProc(srv.pid()).RSS
+	pub := newPublisher("http://"+srv.addr, o.Token, topicNames(o.Topics), o.PayloadBytes)
+	if err := pub.warmUp(ctx); err != nil {
+		r.noteServerExit(srv.stop())
+		return nil, nil, fmt.Errorf("warm-up publish: %w", err)
+	}
+	return srv, pub, nil
 }
