@@ -159,16 +159,8 @@ func clampPct(x float64) float64 {
 // few milliseconds (where one packet looks like a flood). It returns early
 // with ctx's error.
 func awaitRateWindow(ctx context.Context, since time.Time) error {
-	wait := minRateWindow - time.Since(since)
-	if wait <= 0 {
-		return nil
+	if wait := minRateWindow - time.Since(since); wait > 0 {
+		return sleepOrDone(ctx, wait)
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return nil
 }

@@ -533,26 +533,7 @@ func (r *Registry) removePatterns(s *Session, removed, remaining []Pattern) (dem
 }
 
 // removeSession unroutes a closed session (whose patterns were pats) from
-// every pattern and topic.
+// every pattern and topic: removePatterns with no pattern remaining.
 func (r *Registry) removeSession(s *Session, pats []Pattern) (demand []*topic) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, p := range pats {
-		if e := r.patterns[p.raw]; e != nil {
-			delete(e.sessions, s)
-			if len(e.sessions) == 0 {
-				delete(r.patterns, p.raw)
-			}
-		}
-	}
-	for _, t := range r.topics {
-		if _, ok := t.subs[s]; ok {
-			delete(t.subs, s)
-			t.subsList = nil
-			if len(t.subs) == 0 {
-				demand = append(demand, t)
-			}
-		}
-	}
-	return demand
+	return r.removePatterns(s, pats, nil)
 }
