@@ -23,9 +23,8 @@ type mailbox struct {
 // subTopic is one topic flowing to one session.
 type subTopic struct {
 	t       *topic
-	lastSeq uint64 // highest seq queued or sent: a topic's seq only grows on a connection
+	lastSeq uint64 // highest seq queued or sent (update's seq while one is pending): a topic's seq only grows on a connection
 	update  []byte // pending update frame (shared), nil if none
-	seq     uint64 // seq of update
 	status  []byte // pending status frame, nil if none
 	queued  bool   // in pending
 }
@@ -117,7 +116,7 @@ func (s *Session) offerUpdateLocked(t *topic, seq uint64, frame []byte) bool {
 	if st.update != nil {
 		s.r.st.dropStale.Add(1) // conflation: the unsent older value is replaced
 	}
-	st.update, st.seq, st.lastSeq = frame, seq, seq
+	st.update, st.lastSeq = frame, seq
 	s.queueLocked(st)
 	return true
 }
@@ -225,7 +224,7 @@ func (s *Session) writeLoop() {
 				sent[kindStatus]++
 			}
 			if st.update != nil {
-				frames = append(frames, Frame{Type: "update", Topic: st.t.name, Seq: st.seq, JSON: st.update})
+				frames = append(frames, Frame{Type: "update", Topic: st.t.name, Seq: st.lastSeq, JSON: st.update})
 				sent[kindUpdate]++
 			}
 			st.status, st.update, st.queued = nil, nil, false

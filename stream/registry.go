@@ -347,13 +347,8 @@ func (r *Registry) PublishJSON(name string, ts time.Time, data json.RawMessage) 
 }
 
 func (r *Registry) publishJSON(name string, ts time.Time, data json.RawMessage, b *batch) error {
-	if !ValidTopic(name) {
-		return fmt.Errorf("%w: %q", ErrInvalidTopic, name)
-	}
-	if h := r.cfg.Host; h != "" {
-		if first, _, _ := strings.Cut(name, "."); first == h {
-			return fmt.Errorf("%w: %q", ErrReservedTopic, name)
-		}
+	if err := r.CheckPublishTopic(name); err != nil {
+		return err
 	}
 	// Compact so every frame is one line (SSE data lines) and validate.
 	var buf bytes.Buffer
@@ -365,6 +360,22 @@ func (r *Registry) publishJSON(name string, ts time.Time, data json.RawMessage, 
 		ts = r.now()
 	}
 	return r.publish(name, ts, buf.Bytes(), true, b)
+}
+
+// CheckPublishTopic reports whether name may be published through the
+// publish API: ErrInvalidTopic for a malformed name, ErrReservedTopic for
+// a topic of the local host (no spoofing of its collectors' metrics). The
+// HTTP edge checks a whole batch with it before publishing any of it.
+func (r *Registry) CheckPublishTopic(name string) error {
+	if !ValidTopic(name) {
+		return fmt.Errorf("%w: %q", ErrInvalidTopic, name)
+	}
+	if h := r.cfg.Host; h != "" {
+		if first, _, _ := strings.Cut(name, "."); first == h {
+			return fmt.Errorf("%w: %q", ErrReservedTopic, name)
+		}
+	}
+	return nil
 }
 
 // JSONItem is one value for PublishJSONBatch.

@@ -279,15 +279,10 @@ func (s *Session) reply(kind frameKind, b []byte) {
 // Errors: ErrInvalidTopic (nothing subscribed), ErrTooManySubscriptions,
 // ErrSessionClosed.
 func (s *Session) Subscribe(patterns []string) error {
-	for _, p := range patterns {
-		if _, err := ParsePattern(p); err != nil {
-			return err
-		}
-	}
 	return s.subscribe(patterns, "", false)
 }
 
-// subscribe adds the patterns (valid, already checked) and queues the
+// subscribe adds the patterns and queues the
 // "subscribed" reply (withReply) before the snapshot, all under s.mu, so a
 // concurrent publish of a newly matched topic lands after the snapshot in
 // the mailbox (and replaces it if newer).
@@ -303,7 +298,7 @@ func (s *Session) subscribe(patterns []string, id string, withReply bool) error 
 			continue
 		}
 		p, err := ParsePattern(raw)
-		if err != nil { // checked by the callers; kept for safety
+		if err != nil { // nothing is changed before every pattern parsed
 			s.mu.Unlock()
 			return err
 		}

@@ -110,15 +110,11 @@ func (s *Server) handlePublish(c *fiber.Ctx) error {
 	if err != nil {
 		return jsonError(c, fiber.StatusBadRequest, stream.CodeBadRequest, err.Error())
 	}
-	host := s.reg.Host()
+	// The whole batch is checked before any of it is published.
 	for i, it := range items {
-		if !stream.ValidTopic(it.Topic) {
-			return jsonError(c, fiber.StatusBadRequest, stream.CodeInvalidTopic,
-				fmt.Sprintf("item %d: %q is not a topic: dot-separated tokens of [a-z0-9_-]", i, it.Topic))
-		}
-		if host != "" && (it.Topic == host || strings.HasPrefix(it.Topic, host+".")) {
-			return jsonError(c, fiber.StatusForbidden, "reserved_topic",
-				fmt.Sprintf("item %d: topics of source %q belong to this server's collectors", i, host))
+		if err := s.reg.CheckPublishTopic(it.Topic); err != nil {
+			status, code := publishErrorStatus(err)
+			return jsonError(c, status, code, publishTopicMessage(i, it.Topic, s.reg.Host(), err))
 		}
 	}
 	// One batch, so that a subscriber of several of these topics gets
@@ -146,6 +142,14 @@ func (s *Server) handlePublish(c *fiber.Ctx) error {
 type publishError struct {
 	Error     errorDetail `json:"error"`
 	Published int         `json:"published"`
+}
+
+// publishTopicMessage says why item i's topic was refused.
+func publishTopicMessage(i int, topic, host string, err error) string {
+	if errors.Is(err, stream.ErrReservedTopic) {
+		return fmt.Sprintf("item %d: topics of source %q belong to this server's collectors", i, host)
+	}
+	return fmt.Sprintf("item %d: %q is not a topic: dot-separated tokens of [a-z0-9_-]", i, topic)
 }
 
 // publishErrorStatus maps a registry error to the HTTP status and code.
@@ -216,12 +220,9 @@ func decodePublishItem(raw json.RawMessage, it *publishItem) error {
 	if !ok || len(d) == 0 || d[0] != '{' {
 		return errors.New(`"data" must be a JSON object`)
 	}
-	// Compact, so the frame built by concatenation around it stays one line.
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, d); err != nil {
-		return fmt.Errorf(`"data": %v`, err)
-	}
-	it.Data = buf.Bytes()
+	// Unmarshal above validated it; the registry compacts it (one line
+	// per frame) when it publishes.
+	it.Data = d
 	if ts, ok := fields["ts"]; ok {
 		var v int64
 		if err := json.Unmarshal(ts, &v); err != nil || v <= 0 {

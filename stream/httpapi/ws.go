@@ -39,7 +39,7 @@ const (
 	closeTryLater    = websocket.CloseTryAgainLater           // 1013: over capacity
 	// closeWriteTimeout is the application code of a connection whose
 	// writes stayed stuck past WriteTimeout (the session closes with it).
-	closeWriteTimeout = 4008
+	closeWriteTimeout = stream.CloseWriteTimeout
 )
 
 // localClientIP is the Fiber local carrying the client IP from the
@@ -219,23 +219,19 @@ func (w *wsConn) WriteFrames(frames []stream.Frame) error {
 	}
 	// Corked even for one frame: the library writes a frame larger than its
 	// write buffer as two writes (header and buffered part, then the rest).
-	if w.cork == nil {
-		for _, f := range frames {
-			if err := w.ws.WriteMessage(websocket.TextMessage, f.JSON); err != nil {
-				return err
-			}
-		}
-		return nil
+	if w.cork != nil {
+		w.cork.Cork()
 	}
-	w.cork.Cork()
 	var err error
 	for _, f := range frames {
 		if err = w.ws.WriteMessage(websocket.TextMessage, f.JSON); err != nil {
 			break
 		}
 	}
-	if ferr := w.cork.Uncork(); err == nil {
-		err = ferr
+	if w.cork != nil {
+		if ferr := w.cork.Uncork(); err == nil {
+			err = ferr
+		}
 	}
 	return err
 }
