@@ -435,10 +435,10 @@ func shapeCgroup(l cgroupLayout, lim cgroupLimits, prev, cur cgroupCounters) Cgr
 		d.CPUUsageCores = cgroupRoundCores(float64(cur.cpuUsageNs-prev.cpuUsageNs) / float64(elapsed.Nanoseconds()))
 	}
 	if lim.cpuCores != nil && *lim.cpuCores > 0 {
-		p := hundredths(cgroupClampPct(d.CPUUsageCores / *lim.cpuCores * 100))
+		p := round2dp(clampPct(d.CPUUsageCores / *lim.cpuCores * 100))
 		d.CPUUsagePct = &p
 		if cur.periods > prev.periods && cur.throttled >= prev.throttled {
-			t := hundredths(cgroupClampPct(float64(cur.throttled-prev.throttled) / float64(cur.periods-prev.periods) * 100))
+			t := round2dp(clampPct(float64(cur.throttled-prev.throttled) / float64(cur.periods-prev.periods) * 100))
 			d.CPUThrottledPct = &t
 		}
 	}
@@ -453,7 +453,7 @@ func shapeCgroup(l cgroupLayout, lim cgroupLimits, prev, cur cgroupCounters) Cgr
 		d.MemoryWorkingSetBytes = 0
 	}
 	if d.MemoryLimitBytes != nil && *d.MemoryLimitBytes > 0 {
-		p := hundredths(cgroupClampPct(float64(d.MemoryWorkingSetBytes) / float64(*d.MemoryLimitBytes) * 100))
+		p := round2dp(clampPct(float64(d.MemoryWorkingSetBytes) / float64(*d.MemoryLimitBytes) * 100))
 		d.MemoryUsedPct = &p
 	}
 	return d
@@ -524,8 +524,6 @@ func readCgroupFile(name string) string {
 	}
 	return strings.TrimSpace(string(b))
 }
-
-func cgroupClampPct(x float64) float64 { return min(max(x, 0), 100) }
 
 // cgroupRoundCores rounds to three decimals: a thousandth of a core is the
 // finest difference worth showing.

@@ -9,6 +9,7 @@ package collectors
 
 import (
 	"context"
+	"log/slog"
 	"time"
 )
 
@@ -91,4 +92,16 @@ type Config struct {
 	NetInclude []string
 	// Intervals overrides a collector's default interval by name.
 	Intervals map[string]time.Duration
+	// Logger receives the collectors' own log lines (a mount that stops
+	// answering, a container setting that looks wrong); nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// logger is cfg.Logger, or the default logger.
+func (cfg Config) logger() *slog.Logger {
+	if cfg.Logger != nil {
+		return cfg.Logger
+	}
+	return slog.Default()
 }

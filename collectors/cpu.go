@@ -3,7 +3,6 @@ package collectors
 import (
 	"context"
 	"errors"
-	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -228,7 +227,7 @@ func computeCPU(prev, cur []cpu.TimesStat, last *cpuSample) (cpuSample, cpuDelta
 				cores[i].UsagePct = last.cores.Cores[i].UsagePct
 			}
 		default:
-			cores[i].UsagePct = hundredths(sh.usage())
+			cores[i].UsagePct = round2dp(sh.usage())
 		}
 		cores[i].Core = cpuNumber(cur[i].CPU, i)
 		addTimes(&sumPrev, prev[i])
@@ -240,15 +239,15 @@ func computeCPU(prev, cur []cpu.TimesStat, last *cpuSample) (cpuSample, cpuDelta
 	}
 	return cpuSample{
 		total: CPUData{
-			UsagePct:   hundredths(sh.usage()),
-			UserPct:    hundredths(sh.user),
-			NicePct:    hundredths(sh.nice),
-			SystemPct:  hundredths(sh.system),
-			IowaitPct:  hundredths(sh.iowait),
-			IrqPct:     hundredths(sh.irq),
-			SoftirqPct: hundredths(sh.softirq),
-			StealPct:   hundredths(sh.steal),
-			IdlePct:    hundredths(sh.idle),
+			UsagePct:   round2dp(sh.usage()),
+			UserPct:    round2dp(sh.user),
+			NicePct:    round2dp(sh.nice),
+			SystemPct:  round2dp(sh.system),
+			IowaitPct:  round2dp(sh.iowait),
+			IrqPct:     round2dp(sh.irq),
+			SoftirqPct: round2dp(sh.softirq),
+			StealPct:   round2dp(sh.steal),
+			IdlePct:    round2dp(sh.idle),
 			Cores:      len(cur),
 		},
 		cores: CPUCoresData{Cores: cores},
@@ -274,10 +273,6 @@ func cpuNumber(name string, fallback int) int {
 	}
 	return n
 }
-
-// hundredths rounds to two decimals: payloads stay short and nobody reads
-// CPU shares to a millionth of a percent.
-func hundredths(x float64) float64 { return math.Round(x*100) / 100 }
 
 // sleepOrDone waits for d, or until ctx ends (then it returns ctx's error).
 func sleepOrDone(ctx context.Context, d time.Duration) error {

@@ -71,6 +71,7 @@ type diskUsageCollector struct {
 	topic    string
 	interval time.Duration
 	hostRoot string
+	log      *slog.Logger
 
 	// partitions reads the mount table; statfs queries one path. Fields so
 	// that tests can stand in for a host with a dead NFS server.
@@ -101,13 +102,14 @@ func NewDiskUsage(cfg Config) Collector {
 		iv = diskUsageInterval
 	}
 	if cfg.HostRoot != "" && !hostPathsFromEnv().procFromEnv {
-		slog.Warn("disk.usage: HOST_ROOT is set but HOST_PROC is not: the mount table read is this process's own, not the host's; set HOST_PROC to the host's /proc too",
+		cfg.logger().Warn("disk.usage: HOST_ROOT is set but HOST_PROC is not: the mount table read is this process's own, not the host's; set HOST_PROC to the host's /proc too",
 			"host_root", cfg.HostRoot)
 	}
 	return &diskUsageCollector{
 		topic:    cfg.HostID + ".disk.usage",
 		interval: iv,
 		hostRoot: cfg.HostRoot,
+		log:      cfg.logger(),
 		partitions: func(ctx context.Context) ([]disk.PartitionStat, error) {
 			return disk.PartitionsWithContext(ctx, true)
 		},
@@ -275,12 +277,12 @@ func (c *diskUsageCollector) logUnresponsive(now map[string]bool) {
 	defer c.mu.Unlock()
 	for m := range now {
 		if !c.unresponsive[m] {
-			slog.Warn("disk.usage: mount not answering statfs, reported as unresponsive", "mount", m)
+			c.log.Warn("disk.usage: mount not answering statfs, reported as unresponsive", "mount", m)
 		}
 	}
 	for m := range c.unresponsive {
 		if !now[m] {
-			slog.Info("disk.usage: mount answers statfs again", "mount", m)
+			c.log.Info("disk.usage: mount answers statfs again", "mount", m)
 		}
 	}
 	c.unresponsive = now

@@ -81,9 +81,9 @@ func shapeLoad(a *load.AvgStat, cores int) LoadData {
 	d := LoadData{Load1: a.Load1, Load5: a.Load5, Load15: a.Load15, Cores: cores}
 	if cores > 0 {
 		n := float64(cores)
-		d.Load1PerCore = hundredths(a.Load1 / n)
-		d.Load5PerCore = hundredths(a.Load5 / n)
-		d.Load15PerCore = hundredths(a.Load15 / n)
+		d.Load1PerCore = round2dp(a.Load1 / n)
+		d.Load5PerCore = round2dp(a.Load5 / n)
+		d.Load15PerCore = round2dp(a.Load15 / n)
 	}
 	return d
 }

@@ -99,5 +99,5 @@ func sharePct(part, whole uint64) float64 {
 	if whole == 0 {
 		return 0
 	}
-	return hundredths(float64(part) / float64(whole) * 100)
+	return round2dp(float64(part) / float64(whole) * 100)
 }

@@ -3,7 +3,6 @@ package collectors
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -104,7 +103,7 @@ func NewNetIO(cfg Config) Collector {
 	}
 	for _, p := range cfg.NetInclude {
 		if _, err := path.Match(p, ""); err != nil {
-			slog.Warn("net.io: ignoring malformed interface pattern", "pattern", p, "err", err)
+			cfg.logger().Warn("net.io: ignoring malformed interface pattern", "pattern", p, "err", err)
 		}
 	}
 	paths := hostPathsFromEnv()

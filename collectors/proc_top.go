@@ -162,12 +162,8 @@ func (c *procTopCollector) Collect(ctx context.Context) ([]Sample, error) {
 		if _, err := c.scan(ctx); err != nil {
 			return nil, err
 		}
-		t := time.NewTimer(procColdWindow)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
+		if err := sleepOrDone(ctx, procColdWindow); err != nil {
+			return nil, err
 		}
 	}
 	total, err := c.scan(ctx)

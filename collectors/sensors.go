@@ -82,13 +82,13 @@ func shapeTemps(temps []host.TemperatureStat) SensorsData {
 		if math.IsNaN(t.Temperature) || math.IsInf(t.Temperature, 0) {
 			continue
 		}
-		s := TempSensor{Name: t.SensorKey, TemperatureC: hundredths(t.Temperature)}
+		s := TempSensor{Name: t.SensorKey, TemperatureC: round2dp(t.Temperature)}
 		if t.High > 0 {
-			v := hundredths(t.High)
+			v := round2dp(t.High)
 			s.HighC = &v
 		}
 		if t.Critical > 0 {
-			v := hundredths(t.Critical)
+			v := round2dp(t.Critical)
 			s.CriticalC = &v
 		}
 		d.Sensors = append(d.Sensors, s)
