@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path"
 	"sort"
 	"strings"
 	"time"
@@ -101,7 +102,7 @@ func newServeFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "address to serve on (host:port)")
 	fs.StringVar(&cfg.HostID, "host-id", "", "host id, the first token of this host's topics (default: the hostname, or $HOST_ETC/hostname)")
 	fs.Var(&cfg.NetInclude, "net-include", "comma-separated interface name patterns (e.g. 'veth*,docker0') to report although virtual or loopback")
-	fs.Var(&cfg.AllowedOrigins, "allowed-origins", "comma-separated extra browser origins allowed to open /ws (e.g. https://ops.example.com)")
+	fs.Var(&cfg.AllowedOrigins, "allowed-origins", "comma-separated extra browser origins allowed to open /ws and /sse (e.g. https://ops.example.com)")
 	fs.StringVar(&cfg.PublishToken, "publish-token", "", "bearer token that enables POST /api/v1/publish (off when empty)")
 	fs.IntVar(&cfg.SendBuffer, "send-buffer", 64<<10, "kernel send buffer per connection in bytes (SO_SNDBUF); 0 keeps the system default")
 	fs.IntVar(&cfg.MaxFrameBytes, "max-frame-bytes", 64<<10, "largest WebSocket frame a client may send; larger frames close with 1009")
@@ -187,6 +188,11 @@ func (c *serveConfig) validate() error {
 	errs = append(errs, c.Auth.validate()...)
 	errs = append(errs, c.TLS.validate()...)
 	errs = append(errs, c.Metrics.validate(c.Auth.Token)...)
+	for _, p := range c.NetInclude {
+		if _, err := path.Match(p, ""); err != nil {
+			errs = append(errs, fmt.Errorf("--net-include %q: %v", p, err))
+		}
+	}
 	if err := collectors.CheckIntervals(c.Intervals); err != nil {
 		errs = append(errs, fmt.Errorf("--intervals: %v", err))
 	}

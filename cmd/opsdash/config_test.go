@@ -126,3 +126,13 @@ func TestUnknownCollectorInterval(t *testing.T) {
 		t.Fatalf("validate() = %v, want unknown collector", err)
 	}
 }
+
+func TestBadNetIncludePattern(t *testing.T) {
+	var cfg serveConfig
+	if err := parseWithEnv(newServeFlags(&cfg), []string{"--net-include", "veth*,[eth"}, env(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), `--net-include "[eth"`) {
+		t.Fatalf("validate() = %v, want the malformed pattern named", err)
+	}
+}

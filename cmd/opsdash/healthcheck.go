@@ -40,6 +40,13 @@ func healthcheckMain(ctx context.Context, args []string, stdout, stderr io.Write
 	caFile := fs.String("ca", "", "PEM file of the CA certificates to verify an https --server with (default: the system's roots)")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for an answer")
 	if err := parseWithEnv(fs, args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		// The flag package has printed a command-line error already, but
+		// not one from an OPSDASH_* variable: say it, or a container's
+		// health check fails without a word.
+		fmt.Fprintf(stderr, "healthcheck: %v\n", err)
 		return 2
 	}
 	target, err := healthTarget(*server, getenv(envName("server")), *listen, *certFile, *caFile)

@@ -371,3 +371,20 @@ func writeFile(t *testing.T, content string) string {
 	}
 	return path
 }
+
+// A bad OPSDASH_* value is said on stderr, not only in the exit code.
+func TestHealthcheckBadEnvIsReported(t *testing.T) {
+	var stderr strings.Builder
+	getenv := func(k string) string {
+		if k == "OPSDASH_TIMEOUT" {
+			return "5" // no unit
+		}
+		return ""
+	}
+	if code := run(context.Background(), []string{"healthcheck"}, io.Discard, &stderr, getenv); code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	if !strings.Contains(stderr.String(), "OPSDASH_TIMEOUT") {
+		t.Fatalf("stderr %q does not name OPSDASH_TIMEOUT", stderr.String())
+	}
+}

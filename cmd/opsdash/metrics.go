@@ -79,7 +79,7 @@ func newMetrics(cfg metricsConfig, reg *stream.Registry, apiStats func() httpapi
 		registry: prometheus.NewRegistry(),
 		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "opsdash_auth_failures_total",
-			Help: "Requests refused for a missing or wrong auth token (401).",
+			Help: "Requests refused (401) for a wrong auth token; requests without credentials are not counted.",
 		}),
 		collectorDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "opsdash_collector_duration_seconds",

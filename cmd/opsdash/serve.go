@@ -91,9 +91,10 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		Logger:        log,
 		WriteObserver: func(d time.Duration, frames int) { met.observeWrite(d, frames) },
 	})
+	clientIP := cfg.TLS.clientIP() // per-IP limits and the auth guard's failure limiter
 	var api *httpapi.Server
 	met = newMetrics(cfg.Metrics, reg, func() httpapi.Stats { return api.Stats() })
-	set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: hostRoot, NetInclude: cfg.NetInclude, Intervals: cfg.Intervals})
+	set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: hostRoot, NetInclude: cfg.NetInclude, Intervals: cfg.Intervals, Logger: log})
 	sched = collectors.NewScheduler(collectors.SchedulerConfig{Sink: reg, Logger: log, Observer: met.collectorObserver()}, set...)
 
 	api = httpapi.New(httpapi.Config{
@@ -106,7 +107,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		MaxConnsPerIP:  cfg.MaxConnsPerIP,
 		WriteTimeout:   cfg.WriteTimeout,
 		Heartbeat:      cfg.Heartbeat,
-		ClientIP:       cfg.TLS.clientIP(),
+		ClientIP:       clientIP,
 		TrustedProxy:   cfg.TLS.trustedProxy(),
 		Session: stream.SessionConfig{
 			Heartbeat:         cfg.Heartbeat,
@@ -126,7 +127,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		AppName:               "opsdash",
 		IdleTimeout:           2 * time.Minute,
 	})))
-	guard := newAuthGuard(cfg.Auth, log, met.authFailure).withClientIP(cfg.TLS.clientIP())
+	guard := newAuthGuard(cfg.Auth, log, met.authFailure).withClientIP(clientIP)
 	guard.install(app) // before every route it protects
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	app.Get("/readyz", readyzHandler(&draining, sched))
