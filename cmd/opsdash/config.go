@@ -18,6 +18,10 @@ import (
 // environment variable that sets it: --listen ↔ OPSDASH_LISTEN.
 const envPrefix = "OPSDASH_"
 
+// defaultListen is serve's default address; healthcheck and watch derive
+// their default server URL from it.
+const defaultListen = ":8080"
+
 // serveConfig is everything `opsdash serve` can be told.
 type serveConfig struct {
 	Listen         string
@@ -99,7 +103,7 @@ func (l *stringList) Set(s string) error {
 // newServeFlags defines serve's flags on a new FlagSet writing usage to out.
 func newServeFlags(cfg *serveConfig) *flag.FlagSet {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.StringVar(&cfg.Listen, "listen", ":8080", "address to serve on (host:port)")
+	fs.StringVar(&cfg.Listen, "listen", defaultListen, "address to serve on (host:port)")
 	fs.StringVar(&cfg.HostID, "host-id", "", "host id, the first token of this host's topics (default: the hostname, or $HOST_ETC/hostname)")
 	fs.Var(&cfg.NetInclude, "net-include", "comma-separated interface name patterns (e.g. 'veth*,docker0') to report although virtual or loopback")
 	fs.Var(&cfg.AllowedOrigins, "allowed-origins", "comma-separated extra browser origins allowed to open /ws and /sse (e.g. https://ops.example.com)")

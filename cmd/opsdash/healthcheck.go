@@ -21,7 +21,7 @@ import (
 
 // defaultServer is the URL of a server started with the default --listen,
 // seen from the same machine. The image's HEALTHCHECK spells it out.
-const defaultServer = "http://127.0.0.1:8080"
+const defaultServer = "http://127.0.0.1" + defaultListen
 
 // healthcheckMain asks a server's /readyz and exits 0 when it is ready, 1
 // otherwise, 2 on bad flags. It exists so that a container image without
@@ -35,7 +35,7 @@ func healthcheckMain(ctx context.Context, args []string, stdout, stderr io.Write
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	server := fs.String("server", "", "the server's http(s) base URL (default: the local server of --listen and --tls-cert, "+defaultServer+" when they are unset)")
-	listen := fs.String("listen", ":8080", "without --server: the local server's --listen")
+	listen := fs.String("listen", defaultListen, "without --server: the local server's --listen")
 	certFile := fs.String("tls-cert", "", "without --server: the local server's --tls-cert; ask over https and accept only this certificate")
 	caFile := fs.String("ca", "", "PEM file of the CA certificates to verify an https --server with (default: the system's roots)")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for an answer")

@@ -61,7 +61,7 @@ func watchMain(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	var cfg watchConfig
 	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.Server, "server", "http://127.0.0.1:8080", "the server's http(s) base URL")
+	fs.StringVar(&cfg.Server, "server", defaultServer, "the server's http(s) base URL")
 	fs.BoolVar(&cfg.JSON, "json", false, "print each update (and status) frame as one JSON line, as received")
 	fs.StringVar(&cfg.AuthToken, "auth-token", "", "token sent as Authorization: Bearer (when the server has --auth-token)")
 	fs.IntVar(&cfg.Width, "width", 200, "cut readable lines to this many characters (0 = never)")

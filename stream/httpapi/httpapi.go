@@ -232,6 +232,14 @@ func (s *Server) FiberConfig(base fiber.Config) fiber.Config {
 	return base
 }
 
+// answerDraining refuses a request that arrives while the server drains:
+// 503 with Retry-After, so a load balancer retries elsewhere, and counted.
+func (s *Server) answerDraining(c *fiber.Ctx) error {
+	s.countRefused(refuseDraining.String())
+	c.Set(fiber.HeaderRetryAfter, "1")
+	return jsonError(c, fiber.StatusServiceUnavailable, "draining", "the server is shutting down")
+}
+
 // ErrorHandler is a fiber.ErrorHandler answering every error in the API's
 // JSON form {"error":{"code":…,"message":…}}: a *fiber.Error keeps its
 // status (code derived from it: not_found, method_not_allowed,

@@ -35,9 +35,7 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 		s.countRefused(r.String())
 		return jsonError(c, fiber.StatusTooManyRequests, "too_many_connections", "too many connections from this address")
 	case refuseDraining:
-		s.countRefused(r.String())
-		c.Set(fiber.HeaderRetryAfter, "1")
-		return jsonError(c, fiber.StatusServiceUnavailable, "draining", "the server is shutting down")
+		return s.answerDraining(c)
 	default:
 		s.countRefused(r.String())
 		c.Set(fiber.HeaderRetryAfter, "5")
@@ -67,8 +65,7 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 	if !s.conns.add(sc, true) { // Drain started since admit
 		sc.sess.Close(closeGoingAway, "server going away")
 		s.conns.release(ip)
-		c.Set(fiber.HeaderRetryAfter, "1")
-		return jsonError(c, fiber.StatusServiceUnavailable, "draining", "the server is shutting down")
+		return s.answerDraining(c)
 	}
 	s.opened.Add(1)
 	s.log.Debug("sse stream opened", "session", sc.sess.ID(), "client_ip", ip)

@@ -71,9 +71,7 @@ func (s *Server) wsHandler() fiber.Handler {
 		// sees the close code (1013 or 1008), and so that no slot is taken
 		// for an upgrade fasthttp may still fail to complete.
 		if s.conns.isDraining() {
-			s.countRefused(refuseDraining.String())
-			c.Set(fiber.HeaderRetryAfter, "1")
-			return jsonError(c, fiber.StatusServiceUnavailable, "draining", "the server is shutting down")
+			return s.answerDraining(c)
 		}
 		c.Locals(localClientIP, s.cfg.ClientIP(c))
 		return upgrade(c)
