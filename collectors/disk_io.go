@@ -88,10 +88,7 @@ type diskIOCollector struct {
 //
 // A baseline is read here, so the first Collect already reports rates.
 func NewDiskIO(cfg Config) Collector {
-	iv := cfg.Intervals[diskIOName]
-	if iv <= 0 {
-		iv = diskIOInterval
-	}
+	iv := diskIOInterval // an override comes from Default's WithInterval
 	c := &diskIOCollector{
 		topic:      cfg.HostID + ".disk.io",
 		interval:   iv,

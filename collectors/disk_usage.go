@@ -97,10 +97,7 @@ type diskUsageCollector struct {
 // statfs'd with a 2 s limit so that a dead server cannot stall the others;
 // one that does not answer is listed as unresponsive.
 func NewDiskUsage(cfg Config) Collector {
-	iv := cfg.Intervals[diskUsageName]
-	if iv <= 0 {
-		iv = diskUsageInterval
-	}
+	iv := diskUsageInterval // an override comes from Default's WithInterval
 	if cfg.HostRoot != "" && !hostPathsFromEnv().procFromEnv {
 		cfg.logger().Warn("disk.usage: HOST_ROOT is set but HOST_PROC is not: the mount table read is this process's own, not the host's; set HOST_PROC to the host's /proc too",
 			"host_root", cfg.HostRoot)

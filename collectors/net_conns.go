@@ -53,10 +53,7 @@ type netConnsCollector struct {
 // hostPaths.procNetDir). This costs one read of those tables, not a walk of
 // every process's file descriptors.
 func NewNetConns(cfg Config) Collector {
-	iv := cfg.Intervals[netConnsName]
-	if iv <= 0 {
-		iv = netConnsInterval
-	}
+	iv := netConnsInterval // an override comes from Default's WithInterval
 	return &netConnsCollector{
 		topic:    cfg.HostID + ".net.conns",
 		interval: iv,

@@ -97,10 +97,7 @@ type ifaceKind struct{ physical, known bool }
 // host's network namespace, see hostPaths.procNetDir), else /proc/net/dev.
 // A baseline is read here, so the first Collect already reports rates.
 func NewNetIO(cfg Config) Collector {
-	iv := cfg.Intervals[netIOName]
-	if iv <= 0 {
-		iv = netIOInterval
-	}
+	iv := netIOInterval // an override comes from Default's WithInterval
 	for _, p := range cfg.NetInclude {
 		if _, err := path.Match(p, ""); err != nil {
 			cfg.logger().Warn("net.io: ignoring malformed interface pattern", "pattern", p, "err", err)
