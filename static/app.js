@@ -278,7 +278,6 @@
     dirty = Object.create(null);
     if (dirtyCharts) { charts.forEach(drawChart); dirtyCharts = false; }
     markStale(); // a card that just got its value drops its badge now, not at the next tick
-    onRender();
   }
 
   // renderRaw updates the explorer's raw columns (seq, sample time, JSON).
@@ -288,8 +287,6 @@
     if (ts && owned(ts, el)) ts.textContent = fmtTime(u.ts);
     if (js && owned(js, el)) js.textContent = JSON.stringify(u.data, null, js.getAttribute('data-json') === 'pretty' ? 2 : 0);
   }
-
-  var onRender = function () {};
 
   // ---- staleness: by the browser's own clock, never the server's ts.
 
@@ -301,10 +298,11 @@
       var iv = +el.getAttribute('data-interval');
       var st = status[t] ? status[t].status : el.getAttribute('data-status');
       var since = t in arrived ? arrived[t] : loadedAt;
-      var state = st;
-      if (st === 'failing') state = 'failing';
-      else if (st !== 'idle' && iv > 0 && now - since > 3 * iv) state = 'stale';
-      else if (t in arrived) state = 'ok';
+      var state = st; // failing stays failing, whatever the clock says
+      if (st !== 'failing') {
+        if (st !== 'idle' && iv > 0 && now - since > 3 * iv) state = 'stale';
+        else if (t in arrived) state = 'ok';
+      }
       if (state === 'stale') anyStale = true;
       setBadge(el, state, status[t] && status[t].error);
     }

@@ -47,8 +47,9 @@
 //     side without the other fails CI.
 //
 // The chart geometry (chart.go, drawChart) and the state badge words
-// (BadgeText, StateText; BADGE in app.js) are mirrored the same way; the
-// charts are covered by their own tests on each side.
+// (BadgeText, StateText; BADGE in app.js) are mirrored too, but with less
+// cover: the Go geometry is tested by TestChartFill, while app.js charting is
+// only smoke-tested by the browser test (a CPU line with points is drawn).
 //
 // # Liveness on the page
 //

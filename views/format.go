@@ -49,7 +49,7 @@ func FormatField(field string, v float64) string {
 		return fixed(v, 1) + " °C"
 	}
 	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
-		return strconv.FormatFloat(v, 'f', 0, 64)
+		return fixed(v, 0) // not FormatFloat: -0 must print "0", as in app.js
 	}
 	return fixed(v, 2)
 }
@@ -74,9 +74,9 @@ func FormatBytes(v float64) string {
 // FormatDuration formats seconds as the two largest units, the second left
 // out when zero: "45s", "12m 5s", "1m", "4h 12m", "3d 4h", "3d".
 func FormatDuration(sec float64) string {
-	if sec < 0 {
-		sec = 0
-	}
+	// Clamped before the int64 conversion, which is undefined beyond
+	// the int64 range (a huge *_s value would wrap to a negative count).
+	sec = math.Min(math.Max(sec, 0), maxDurationSec)
 	s := int64(math.Floor(sec))
 	switch {
 	case s < 60:
@@ -88,6 +88,11 @@ func FormatDuration(sec float64) string {
 	}
 	return twoUnits(s/86400, "d", s%86400/3600, "h")
 }
+
+// maxDurationSec is the largest duration FormatDuration shows: 2^53 s, the
+// largest range in which float64 (and JavaScript) hold every whole second,
+// far inside int64.
+const maxDurationSec = 1 << 53
 
 func twoUnits(a int64, ua string, b int64, ub string) string {
 	if b == 0 {
@@ -164,15 +169,6 @@ func fixed(v float64, d int) string {
 func Field(obj map[string]any, key string) (float64, bool) {
 	v, ok := obj[key].(float64)
 	return v, ok
-}
-
-// Fmt formats the number at key in obj by key's unit, "–" when missing.
-func Fmt(obj map[string]any, key string) string {
-	v, ok := Field(obj, key)
-	if !ok {
-		return "–"
-	}
-	return FormatField(key, v)
 }
 
 // decodeObject decodes a JSON object payload; nil when it is not one.

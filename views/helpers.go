@@ -17,14 +17,13 @@ var badgeTexts = map[string]string{
 // BadgeText is a topic state for people: "" when all is well, "stale",
 // "failing: <error>", "waiting for first value".
 func BadgeText(state, err string) string {
-	t, ok := badgeTexts[state]
-	if !ok {
-		t = state
-	}
 	if state == "failing" && err != "" {
-		t = "failing: " + err
+		return StateText(state, err) // one "failing: <error>" rule for badge and explorer
 	}
-	return t
+	if t, ok := badgeTexts[state]; ok {
+		return t
+	}
+	return state
 }
 
 // Num is obj[key] as an attribute value ("0" when missing).

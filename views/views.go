@@ -93,15 +93,6 @@ func (t *TopicView) Str(key string) string {
 	return s
 }
 
-// Num returns a number field of the payload, 0 when absent.
-func (t *TopicView) Num(key string) float64 {
-	if t == nil {
-		return 0
-	}
-	v, _ := Field(t.Data, key)
-	return v
-}
-
 // FmtValue formats obj[key] by key's unit: strings as they are, null or a
 // missing field as none.
 func FmtValue(obj map[string]any, key, none string) string {
@@ -114,7 +105,10 @@ func FmtValue(obj map[string]any, key, none string) string {
 	return none
 }
 
-// PageKind tells the client script which page it runs on.
+// PageKind is which page is rendered. The layout uses it for the current
+// navigation link and writes it to <body data-page>, which nothing reads
+// today: it is a hook for page-specific styling and for debugging (which
+// page is this?), not something static/app.js depends on.
 type PageKind string
 
 // The pages.

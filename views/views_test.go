@@ -196,15 +196,23 @@ var pointRE = regexp.MustCompile(`^(\d+),(-?\d+\.\d)$`)
 func TestDashboardChartsFromHistory(t *testing.T) {
 	d := views.NewDashboard(newHost(t, typical), nil, "", now)
 	doc, _ := render(t, views.DashboardPage(d))
-	for id, peak := range map[string]string{
-		"cpu":  "peak 18.3%",      // 12.345 + 6
-		"mem":  "peak 9.4%",       // 9.375 rounds half up
-		"net":  "peak 3.0 KiB/s",  // 2 × 1536 sent beats 2 × (812.4 + 299) received
-		"disk": "peak 25.0 MiB/s", // 2 disks × 5 × 2.5 MiB/s read
+	for id, want := range map[string]struct {
+		peak  string
+		lines int // one per series: busy; used; received, sent; read, written
+	}{
+		"cpu":  {"peak 18.3%", 1},      // 12.345 + 6
+		"mem":  {"peak 9.4%", 1},       // 9.375 rounds half up
+		"net":  {"peak 3.0 KiB/s", 2},  // 2 × 1536 sent beats 2 × (812.4 + 299) received
+		"disk": {"peak 25.0 MiB/s", 2}, // 2 disks × 5 × 2.5 MiB/s read
 	} {
 		fig := doc.Find(`[data-testid="chart-` + id + `"]`)
-		if got := fig.Find("[data-peak]").Text(); got != peak {
-			t.Errorf("chart %s: %q, want %q", id, got, peak)
+		if got := fig.Find("[data-peak]").Text(); got != want.peak {
+			t.Errorf("chart %s: %q, want %q", id, got, want.peak)
+		}
+		// Counted first, so that the checks of each line below cannot pass
+		// on a chart that drew none.
+		if got := fig.Find("polyline").Length(); got != want.lines {
+			t.Errorf("chart %s: %d lines, want %d", id, got, want.lines)
 		}
 		fig.Find("polyline").Each(func(i int, s *goquery.Selection) {
 			pts := strings.Fields(s.AttrOr("points", ""))

@@ -274,6 +274,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("formatting agrees with the server", func(t *testing.T) {
+		navigate(t, ctx, base+"/") // its own page: not whatever an earlier subtest left
 		raw, err := os.ReadFile(filepath.Join("..", "..", "views", "testdata", "format_cases.json"))
 		if err != nil {
 			t.Fatal(err)
