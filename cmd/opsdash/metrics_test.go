@@ -224,14 +224,18 @@ func TestMetricsEndToEnd(t *testing.T) {
 		if got := value(after, "opsdash_subscriptions"); got != 2 {
 			t.Errorf("opsdash_subscriptions = %v, want 2 (two patterns)", got)
 		}
-		for _, typ := range []string{"hello", "subscribed", "update"} {
-			if b, a := value(before, "opsdash_messages_sent_total", "type", typ), value(after, "opsdash_messages_sent_total", "type", typ); a <= b {
-				t.Errorf(`opsdash_messages_sent_total{type=%q} = %v, did not move from %v`, typ, a, b)
+		// Frames are counted once their write returns, which can be after
+		// the client has read them: wait for the counters rather than
+		// assume they moved by the time the update arrived.
+		eventually(t, "messages sent and write batches to be counted", func() bool {
+			m := mustScrape(t, base)
+			for _, typ := range []string{"hello", "subscribed", "update"} {
+				if value(m, "opsdash_messages_sent_total", "type", typ) <= value(before, "opsdash_messages_sent_total", "type", typ) {
+					return false
+				}
 			}
-		}
-		if b, a := value(before, "opsdash_write_batches_total"), value(after, "opsdash_write_batches_total"); a <= b {
-			t.Errorf("opsdash_write_batches_total = %v, did not move from %v", a, b)
-		}
+			return value(m, "opsdash_write_batches_total") > value(before, "opsdash_write_batches_total")
+		})
 
 		ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
 		ws.Close()
