@@ -85,28 +85,43 @@ var queryTokenParams = []string{"token", "access_token", "auth_token"}
 type authConfig struct {
 	// Token, when set, is needed to view and subscribe.
 	Token string
+	// TokenFile names a file holding Token (--auth-token-file); validate
+	// reads it into Token.
+	TokenFile string
 	// SessionTTL is how long a browser login lasts.
 	SessionTTL time.Duration
+
+	tokenFromFile bool // Token was read from TokenFile
 }
 
 func (a *authConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.Token, "auth-token", "", "token needed to view and subscribe: programs send 'Authorization: Bearer <token>', "+
 		"browsers sign in at /login; at least 16 printable characters, e.g. from 'openssl rand -hex 32' "+
-		"(prefer OPSDASH_AUTH_TOKEN: a flag is visible to every user in ps)")
+		"(prefer OPSDASH_AUTH_TOKEN or --auth-token-file: a flag is visible to every user in ps)")
+	fs.StringVar(&a.TokenFile, "auth-token-file", "", "file holding --auth-token, e.g. a mounted Kubernetes Secret or /run/secrets/opsdash_auth_token; "+
+		"whitespace around the token is trimmed; read at startup (restart to rotate); not together with --auth-token")
 	fs.DurationVar(&a.SessionTTL, "auth-session-ttl", 12*time.Hour, "how long a browser stays signed in (sessions also end when the server restarts)")
 }
 
-// validate checks the token's shape without ever quoting it: the errors
-// are printed, and a token must not end up in a terminal or a log.
+// validate reads --auth-token-file into Token and checks the token's shape
+// without ever quoting it: the errors are printed, and a token must not end
+// up in a terminal or a log.
 func (a *authConfig) validate() []error {
 	var errs []error
+	if err := loadTokenFile(&a.Token, &a.tokenFromFile, "auth-token", a.TokenFile); err != nil {
+		errs = append(errs, err)
+	}
+	what := "--auth-token" // names where the token came from
+	if a.tokenFromFile {
+		what = fmt.Sprintf("--auth-token-file %q: the token", a.TokenFile)
+	}
 	if a.Token != "" {
 		if n := len(a.Token); n < minTokenLen {
-			errs = append(errs, fmt.Errorf("--auth-token must be at least %d characters long (it has %d); generate one with: openssl rand -hex 32", minTokenLen, n))
+			errs = append(errs, fmt.Errorf("%s must be at least %d characters long (it has %d); generate one with: openssl rand -hex 32", what, minTokenLen, n))
 		}
 		for i := 0; i < len(a.Token); i++ {
 			if b := a.Token[i]; b <= ' ' || b >= 0x7f {
-				errs = append(errs, fmt.Errorf("--auth-token may hold only printable ASCII characters without spaces (it is sent in an Authorization header); character %d is not one", i+1))
+				errs = append(errs, fmt.Errorf("%s may hold only printable ASCII characters without spaces (it is sent in an Authorization header); character %d is not one", what, i+1))
 				break
 			}
 		}

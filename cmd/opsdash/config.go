@@ -24,29 +24,32 @@ const defaultListen = ":8080"
 
 // serveConfig is everything `opsdash serve` can be told.
 type serveConfig struct {
-	Listen         string
-	HostID         string
-	NetInclude     stringList
-	AllowedOrigins stringList
-	PublishToken   string
-	SendBuffer     int
-	MaxFrameBytes  int
-	MaxConns       int
-	MaxConnsPerIP  int
-	MaxSubs        int
-	RequestRate    float64
-	Heartbeat      time.Duration
-	WriteTimeout   time.Duration
-	DrainTimeout   time.Duration
-	MaxTopics      int
-	TopicTTL       time.Duration
-	HistoryLen     int
-	LogFormat      string
-	LogLevel       string
-	Intervals      intervalMap
-	Auth           authConfig
-	TLS            tlsConfig
-	Metrics        metricsConfig
+	Listen           string
+	HostID           string
+	NetInclude       stringList
+	AllowedOrigins   stringList
+	PublishToken     string
+	PublishTokenFile string // --publish-token-file, read into PublishToken by validate
+	SendBuffer       int
+	MaxFrameBytes    int
+	MaxConns         int
+	MaxConnsPerIP    int
+	MaxSubs          int
+	RequestRate      float64
+	Heartbeat        time.Duration
+	WriteTimeout     time.Duration
+	DrainTimeout     time.Duration
+	MaxTopics        int
+	TopicTTL         time.Duration
+	HistoryLen       int
+	LogFormat        string
+	LogLevel         string
+	Intervals        intervalMap
+	Auth             authConfig
+	TLS              tlsConfig
+	Metrics          metricsConfig
+
+	publishTokenFromFile bool // PublishToken was read from PublishTokenFile
 }
 
 // intervalMap is a flag of comma-separated collector=duration pairs, e.g.
@@ -107,7 +110,9 @@ func newServeFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.StringVar(&cfg.HostID, "host-id", "", "host id, the first token of this host's topics (default: the hostname, or $HOST_ETC/hostname)")
 	fs.Var(&cfg.NetInclude, "net-include", "comma-separated interface name patterns (e.g. 'veth*,docker0') to report although virtual or loopback")
 	fs.Var(&cfg.AllowedOrigins, "allowed-origins", "comma-separated extra browser origins allowed to open /ws and /sse (e.g. https://ops.example.com)")
-	fs.StringVar(&cfg.PublishToken, "publish-token", "", "bearer token that enables POST /api/v1/publish (off when empty)")
+	fs.StringVar(&cfg.PublishToken, "publish-token", "", "bearer token that enables POST /api/v1/publish (off when empty; prefer OPSDASH_PUBLISH_TOKEN or --publish-token-file)")
+	fs.StringVar(&cfg.PublishTokenFile, "publish-token-file", "", "file holding --publish-token, e.g. a mounted Kubernetes Secret or /run/secrets/opsdash_publish_token; "+
+		"whitespace around the token is trimmed; read at startup (restart to rotate); not together with --publish-token")
 	fs.IntVar(&cfg.SendBuffer, "send-buffer", 64<<10, "kernel send buffer per connection in bytes (SO_SNDBUF); 0 keeps the system default")
 	fs.IntVar(&cfg.MaxFrameBytes, "max-frame-bytes", 64<<10, "largest WebSocket frame a client may send; larger frames close with 1009")
 	fs.IntVar(&cfg.MaxConns, "max-conns", 10000, "WebSocket and SSE connections in total (0 = no limit); over it: close 1013")
@@ -152,9 +157,14 @@ func parseWithEnv(fs *flag.FlagSet, args []string, getenv func(string) string) e
 }
 
 // validate reports every bad value at once, so a misconfigured deployment
-// fails fast with a message that names what to fix.
+// fails fast with a message that names what to fix. It also reads what
+// the configuration names once, for serve to use: the token files (into
+// PublishToken and Auth.Token), the TLS pair and the trusted proxies.
 func (c *serveConfig) validate() error {
 	var errs []error
+	if err := loadTokenFile(&c.PublishToken, &c.publishTokenFromFile, "publish-token", c.PublishTokenFile); err != nil {
+		errs = append(errs, err)
+	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("--listen %q: %v", c.Listen, err))
 	}

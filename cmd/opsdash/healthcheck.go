@@ -186,7 +186,8 @@ func pinnedTLS(certFile string) (*tls.Config, error) {
 			}
 			if got := cs.PeerCertificates[0]; !bytes.Equal(got.Raw, want.Raw) {
 				return fmt.Errorf("the server's certificate (%s) is not the one in --tls-cert %q (%s): another server on this address, "+
-					"or the file changed after the server started (it reads the file at startup: restart it)",
+					"or the file changed and the server has not loaded it yet (it looks at most every 5s on a new connection; "+
+					"see its log for 'TLS certificate reload failed')",
 					describeCert(got), certFile, describeCert(want))
 			}
 			return nil

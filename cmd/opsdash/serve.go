@@ -140,7 +140,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	ln, err := cfg.TLS.listen(rawLn, cfg.SendBuffer)
+	ln, err := cfg.TLS.listen(rawLn, cfg.SendBuffer, log)
 	if err != nil {
 		rawLn.Close()
 		return err

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -20,43 +22,60 @@ type tlsConfig struct {
 	CertFile       string
 	KeyFile        string
 	TrustedProxies stringList
+
+	// certCheck is how often, at most, the pair's files are looked at for
+	// a renewed certificate (0: defaultCertCheck). Tests make it short.
+	certCheck time.Duration
+
+	// Set by prepare, once: the flags are parsed and the pair loaded a
+	// single time, checked by validate and then used by listen, clientIP,
+	// trustedProxy and fiberConfig. serveConfig is passed by value, and
+	// these fields travel with it.
+	prepared   bool
+	errs       []error
+	proxySet   proxySet
+	cert       *tls.Certificate // nil without TLS or when the pair did not load
+	certStamps fileStamps       // the versions of the files cert was read from
 }
 
 func (t *tlsConfig) register(fs *flag.FlagSet) {
-	fs.StringVar(&t.CertFile, "tls-cert", "", "PEM certificate file (leaf first, then intermediates): serve https and wss; needs --tls-key")
+	fs.StringVar(&t.CertFile, "tls-cert", "", "PEM certificate file (leaf first, then intermediates): serve https and wss; needs --tls-key; "+
+		"a renewed pair written over the files is picked up without a restart (looked at on new connections, at most every "+defaultCertCheck.String()+")")
 	fs.StringVar(&t.KeyFile, "tls-key", "", "PEM private key file of --tls-cert")
 	fs.Var(&t.TrustedProxies, "trusted-proxies", "comma-separated IPs or CIDR ranges of your own proxies (e.g. '10.0.0.0/8,::1'); "+
 		"only their X-Forwarded-For and X-Forwarded-Host are believed (default: trust nobody)")
 }
 
-// validate checks that the TLS flags come as a pair, that both files can be
-// read and hold a matching certificate and key, and that every trusted
-// proxy parses. Errors name the flag and the file.
-func (t *tlsConfig) validate() []error {
-	_, errs := parseProxySet(t.TrustedProxies)
+// prepare parses --trusted-proxies and loads the TLS pair, the first time
+// it is called; later calls do nothing.
+func (t *tlsConfig) prepare() {
+	if t.prepared {
+		return
+	}
+	t.prepared = true
+	t.proxySet, t.errs = parseProxySet(t.TrustedProxies)
 	switch {
 	case t.CertFile == "" && t.KeyFile == "":
-		return errs
+		return
 	case t.CertFile == "":
-		return append(errs, fmt.Errorf("--tls-key %q needs --tls-cert too", t.KeyFile))
+		t.errs = append(t.errs, fmt.Errorf("--tls-key %q needs --tls-cert too", t.KeyFile))
+		return
 	case t.KeyFile == "":
-		return append(errs, fmt.Errorf("--tls-cert %q needs --tls-key too", t.CertFile))
+		t.errs = append(t.errs, fmt.Errorf("--tls-cert %q needs --tls-key too", t.CertFile))
+		return
 	}
-	certPEM, err := os.ReadFile(t.CertFile)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("--tls-cert %q: %w", t.CertFile, unwrapPath(err)))
-	}
-	keyPEM, kerr := os.ReadFile(t.KeyFile)
-	if kerr != nil {
-		errs = append(errs, fmt.Errorf("--tls-key %q: %w", t.KeyFile, unwrapPath(kerr)))
-	}
-	if err != nil || kerr != nil {
-		return errs
-	}
-	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
-		errs = append(errs, fmt.Errorf("--tls-cert %q and --tls-key %q: %v", t.CertFile, t.KeyFile, err))
-	}
-	return errs
+	cert, stamps, errs := loadPair(t.CertFile, t.KeyFile)
+	t.errs = append(t.errs, errs...)
+	t.cert, t.certStamps = cert, stamps
+}
+
+// validate checks that the TLS flags come as a pair, that both files can be
+// read and hold a matching certificate and key, and that every trusted
+// proxy parses. Errors name the flag and the file. What it parsed and
+// loaded is kept for serving.
+func (t *tlsConfig) validate() []error {
+	t.prepare()
+	return t.errs
 }
 
 // unwrapPath drops the path from an *os.PathError ("open /x: permission
@@ -72,18 +91,25 @@ func unwrapPath(err error) error {
 // enabled reports whether the server serves TLS itself.
 func (t *tlsConfig) enabled() bool { return t.CertFile != "" }
 
-// serverTLS loads the certificate and returns the server's TLS settings:
-// TLS 1.2 and 1.3 only, and for 1.2 only forward-secret AEAD suites (the
-// "intermediate" profile every current client supports; 1.3's suites are
-// all of that kind). ALPN offers http/1.1 only: fasthttp does not speak h2.
-func (t *tlsConfig) serverTLS() (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("--tls-cert %q and --tls-key %q: %w", t.CertFile, t.KeyFile, err)
+// serverTLS returns the server's TLS settings: TLS 1.2 and 1.3 only, and
+// for 1.2 only forward-secret AEAD suites (the "intermediate" profile every
+// current client supports; 1.3's suites are all of that kind). ALPN offers
+// http/1.1 only: fasthttp does not speak h2. The certificate comes from a
+// certReloader, which picks up a renewed pair; it starts from the pair
+// validate loaded. log receives the reloader's reports.
+func (t *tlsConfig) serverTLS(log *slog.Logger) (*tls.Config, *certReloader, error) {
+	t.prepare()
+	if t.cert == nil {
+		return nil, nil, fmt.Errorf("TLS: %w", errors.Join(t.errs...)) // validate refused this already
 	}
+	every := t.certCheck
+	if every <= 0 {
+		every = defaultCertCheck
+	}
+	r := newCertReloader(t.CertFile, t.KeyFile, t.cert, t.certStamps, every, log)
 	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
+		GetCertificate: r.getCertificate,
+		MinVersion:     tls.VersionTLS12,
 		CipherSuites: []uint16{
 			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
 			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
@@ -93,29 +119,35 @@ func (t *tlsConfig) serverTLS() (*tls.Config, error) {
 			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 		},
 		NextProtos: []string{"http/1.1"},
-	}, nil
+	}, r, nil
 }
 
 // listen wraps the serving listener: each connection's kernel send buffer
 // is capped on the TCP socket, TLS runs over it when configured, and the
 // corking connection sits on top (cork(tls(tcp))), so that a batch of
 // WebSocket frames becomes one TLS record and one write system call.
-func (t *tlsConfig) listen(ln net.Listener, sndbuf int) (net.Listener, error) {
+func (t *tlsConfig) listen(ln net.Listener, sndbuf int, log *slog.Logger) (net.Listener, error) {
 	if !t.enabled() {
 		return httpapi.WrapListener(ln, sndbuf), nil
 	}
-	cfg, err := t.serverTLS()
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg, r, err := t.serverTLS(log)
 	if err != nil {
 		return nil, err
 	}
+	cert := r.current()
+	log.Info("TLS certificate loaded", "cert", t.CertFile, "serial", certSerial(cert), "subject", certSubject(cert),
+		"not_after", certNotAfter(cert), "reload_check", r.every.String())
 	return httpapi.WrapTLSListener(ln, sndbuf, cfg), nil
 }
 
 // proxies returns the parsed --trusted-proxies (entries that do not parse
 // were reported by validate and are left out here, trusting less).
 func (t *tlsConfig) proxies() proxySet {
-	set, _ := parseProxySet(t.TrustedProxies)
-	return set
+	t.prepare()
+	return t.proxySet
 }
 
 // clientIP returns the function that says who a request comes from, for
