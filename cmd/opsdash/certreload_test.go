@@ -427,3 +427,54 @@ func TestFileStamps(t *testing.T) {
 		t.Errorf("missing key: %v, %v", s4, err)
 	}
 }
+
+// /metrics reports when the certificate new connections get expires, and a
+// renewal shows at the next scrape: the signal for an alert on a renewal
+// that never happened or could not be loaded. Without TLS the series is
+// absent.
+func TestTLSCertificateExpiryMetric(t *testing.T) {
+	dir := t.TempDir()
+	// Whole seconds apart, far enough that the two cannot be confused.
+	untilA := time.Now().Add(48 * time.Hour).Truncate(time.Second)
+	untilB := untilA.Add(90 * 24 * time.Hour)
+	a := writeTestPairUntil(t, dir, "a", untilA)
+	b := writeTestPairUntil(t, dir, "b", untilB)
+	roots := x509.NewCertPool()
+	roots.AddCert(parsePEMCert(t, a.cert))
+	roots.AddCert(parsePEMCert(t, b.cert))
+	live := filepath.Join(dir, "live")
+	if err := os.Mkdir(live, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(live, "tls.crt"), filepath.Join(live, "tls.key")
+	installPair(t, a, certFile, keyFile)
+	addr, _ := startServeConfig(t, []string{"--tls-cert", certFile, "--tls-key", keyFile},
+		func(c *serveConfig) { c.TLS.certCheck = time.Millisecond })
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	const name = "opsdash_tls_certificate_expiry_timestamp_seconds"
+	expiry := func() float64 {
+		code, fams := scrapeWith(t, client, "https://"+addr, "")
+		if code != http.StatusOK {
+			t.Fatalf("GET /metrics = %d", code)
+		}
+		v, ok := sample(fams, name)
+		if !ok {
+			t.Fatalf("%s is missing from /metrics over TLS", name)
+		}
+		return v
+	}
+	if got, want := expiry(), float64(untilA.Unix()); got != want {
+		t.Fatalf("%s = %v, want %v (the first certificate's expiry)", name, got, want)
+	}
+	installPair(t, b, certFile, keyFile)
+	// Each scrape is a new TLS connection (no keep-alive), so each one lets
+	// the server look at the files again.
+	eventually(t, "the renewed certificate's expiry on /metrics", func() bool { return expiry() == float64(untilB.Unix()) })
+
+	plain, _ := startServeConfig(t, nil, func(*serveConfig) {})
+	if _, ok := sample(mustScrape(t, "http://"+plain), name); ok {
+		t.Errorf("%s is exported by a server without TLS", name)
+	}
+}

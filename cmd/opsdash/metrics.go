@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"runtime"
@@ -117,6 +118,23 @@ func newMetrics(cfg metricsConfig, reg *stream.Registry, apiStats func() httpapi
 		m.authFailures, m.collectorDur, m.collectorErrs, m.writeDur, m.writeFrames,
 	)
 	return m
+}
+
+// watchCertificate exports the expiry of the TLS certificate that new
+// handshakes get (current is asked at each scrape, so a reloaded certificate
+// shows at once). An alert on it catches a renewal that never happened or
+// that the server could not load: the reload keeps serving the old pair.
+func (m *metrics) watchCertificate(current func() *tls.Certificate) {
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "opsdash_tls_certificate_expiry_timestamp_seconds",
+		Help: "Unix time at which the TLS certificate served to new connections expires (--tls-cert; reloaded when its files change).",
+	}, func() float64 {
+		t := certNotAfter(current())
+		if t.IsZero() {
+			return 0
+		}
+		return float64(t.Unix())
+	}))
 }
 
 // collectorObserver is told about every collector run.

@@ -26,6 +26,13 @@ import (
 // the Prometheus text exposition.
 func scrape(t *testing.T, base, authorization string) (int, map[string]*dto.MetricFamily) {
 	t.Helper()
+	return scrapeWith(t, http.DefaultClient, base, authorization)
+}
+
+// scrapeWith is scrape through client (e.g. one that trusts a test
+// certificate).
+func scrapeWith(t *testing.T, client *http.Client, base, authorization string) (int, map[string]*dto.MetricFamily) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, base+"/metrics", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +40,7 @@ func scrape(t *testing.T, base, authorization string) (int, map[string]*dto.Metr
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("GET /metrics: %v", err)
 	}

@@ -126,21 +126,24 @@ func (t *tlsConfig) serverTLS(log *slog.Logger) (*tls.Config, *certReloader, err
 // is capped on the TCP socket, TLS runs over it when configured, and the
 // corking connection sits on top (cork(tls(tcp))), so that a batch of
 // WebSocket frames becomes one TLS record and one write system call.
-func (t *tlsConfig) listen(ln net.Listener, sndbuf int, log *slog.Logger) (net.Listener, error) {
+//
+// With TLS it also returns the certReloader that serves the certificate
+// (nil without TLS), for /metrics to report the served certificate's expiry.
+func (t *tlsConfig) listen(ln net.Listener, sndbuf int, log *slog.Logger) (net.Listener, *certReloader, error) {
 	if !t.enabled() {
-		return httpapi.WrapListener(ln, sndbuf), nil
+		return httpapi.WrapListener(ln, sndbuf), nil, nil
 	}
 	if log == nil {
 		log = slog.Default()
 	}
 	cfg, r, err := t.serverTLS(log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cert := r.current()
 	log.Info("TLS certificate loaded", "cert", t.CertFile, "serial", certSerial(cert), "subject", certSubject(cert),
 		"not_after", certNotAfter(cert), "reload_check", r.every.String())
-	return httpapi.WrapTLSListener(ln, sndbuf, cfg), nil
+	return httpapi.WrapTLSListener(ln, sndbuf, cfg), r, nil
 }
 
 // proxies returns the parsed --trusted-proxies (entries that do not parse

@@ -36,6 +36,13 @@ type testPair struct {
 // the given base name.
 func writeTestPair(t *testing.T, dir, name string) testPair {
 	t.Helper()
+	return writeTestPairUntil(t, dir, name, time.Now().Add(24*time.Hour))
+}
+
+// writeTestPairUntil is writeTestPair for a certificate that expires at
+// notAfter.
+func writeTestPairUntil(t *testing.T, dir, name string, notAfter time.Time) testPair {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +51,7 @@ func writeTestPair(t *testing.T, dir, name string) testPair {
 		SerialNumber:          big.NewInt(time.Now().UnixNano()),
 		Subject:               pkix.Name{CommonName: "opsdash test " + name},
 		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
+		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
