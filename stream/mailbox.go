@@ -7,26 +7,33 @@ import (
 )
 
 // mailbox is a session's pending output, guarded by Session.mu:
-//   - topics: per flowing topic, the newest pending update and status (an
-//     unsent older value is replaced: conflation), so memory is bounded by
-//     the number of subscribed topics whatever the reader does;
-//   - pending: the topics with something pending, in the order they became
+//   - per flowing topic, a slot (subTopic) with the newest pending update
+//     and status (an unsent older value is replaced: conflation), so memory
+//     is bounded by the number of subscribed topics whatever the reader
+//     does. The slots hang off the topics' routes (registry.go), where a
+//     publish finds them; the session itself keeps no index of them;
+//   - pending: the slots with something pending, in the order they became
 //     pending, which makes each drain fair across topics;
 //   - replies: a short FIFO (hello, subscribed, topics, pong, error...),
 //     never conflated; Handle blocks while it holds ReplyQueue entries.
 type mailbox struct {
-	topics  map[*topic]*subTopic
 	pending []*subTopic
 	replies []reply
 }
 
-// subTopic is one topic flowing to one session.
+// subTopic is one topic flowing to one session: the session's mailbox slot
+// for it. t is set at creation; the other fields are guarded by Session.mu.
 type subTopic struct {
 	t       *topic
 	lastSeq uint64 // highest seq queued or sent (update's seq while one is pending): a topic's seq only grows on a connection
 	update  []byte // pending update frame (shared), nil if none
 	status  []byte // pending status frame, nil if none
 	queued  bool   // in pending
+	// dropped: the topic stopped flowing to the session (no pattern
+	// matches it any more, or it expired). A publisher may still hold the
+	// route from before; its offer is dropped. Subscribing again creates a
+	// new slot.
+	dropped bool
 }
 
 type reply struct {
@@ -34,45 +41,23 @@ type reply struct {
 	json []byte
 }
 
-// ensureTopicLocked returns t's state, creating it.
-func (s *Session) ensureTopicLocked(t *topic) *subTopic {
-	st := s.topics[t]
-	if st == nil {
-		if s.topics == nil {
-			s.topics = make(map[*topic]*subTopic)
-		}
-		st = &subTopic{t: t}
-		s.topics[t] = st
-	}
-	return st
+// flowingLocked reports whether st's topic still flows to the session. A
+// topic that expired counts as gone even before the expiry reached the
+// session (forget), as a lookup in the registry would have said.
+func (st *subTopic) flowingLocked() bool {
+	return !st.dropped && !st.t.removed.Load()
 }
 
-// flowingLocked returns t's state, creating it for a topic that appeared
-// after the pattern was added, or nil if t must not flow to s (closed, no
-// pattern matches any more, topic expired).
-func (s *Session) flowingLocked(t *topic) *subTopic {
-	if s.closed {
-		return nil
-	}
-	if st := s.topics[t]; st != nil {
-		return st
-	}
-	if t.removed.Load() || !matchAny(s.pats, t.name) {
-		return nil
-	}
-	return s.ensureTopicLocked(t)
-}
-
-// offerUpdate puts a published value into the mailbox without blocking
-// beyond s.mu, replacing an unsent older value of the same topic.
-func (s *Session) offerUpdate(t *topic, seq uint64, frame []byte) {
+// offerUpdate puts a published value into the mailbox slot st without
+// blocking beyond s.mu, replacing an unsent older value of the same topic.
+func (s *Session) offerUpdate(st *subTopic, seq uint64, frame []byte) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		s.r.st.dropClosed.Add(1)
 		return
 	}
-	start := s.offerUpdateLocked(t, seq, frame) && s.kickLocked()
+	start := s.offerUpdateLocked(st, seq, frame) && s.kickLocked()
 	s.mu.Unlock()
 	if start {
 		s.startWriter()
@@ -80,8 +65,9 @@ func (s *Session) offerUpdate(t *topic, seq uint64, frame []byte) {
 }
 
 // offerBatch offers the values of vals whose bit is set in mask (the ones
-// this session subscribes to) under one lock, then starts the writer once.
-func (s *Session) offerBatch(vals []batchValue, mask uint64) {
+// this session subscribes to; sts[i] is its slot for vals[i]) under one
+// lock, then starts the writer once.
+func (s *Session) offerBatch(vals []batchValue, mask uint64, sts *[batchChunk]*subTopic) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -89,8 +75,9 @@ func (s *Session) offerBatch(vals []batchValue, mask uint64) {
 		return
 	}
 	queued := false
-	for i, v := range vals {
-		if mask&(1<<i) != 0 && s.offerUpdateLocked(v.t, v.seq, v.frame) {
+	for m := mask; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros64(m)
+		if s.offerUpdateLocked(sts[i], vals[i].seq, vals[i].frame) {
 			queued = true
 		}
 	}
@@ -101,11 +88,10 @@ func (s *Session) offerBatch(vals []batchValue, mask uint64) {
 	}
 }
 
-// offerUpdateLocked queues the update and reports whether something new is
-// pending.
-func (s *Session) offerUpdateLocked(t *topic, seq uint64, frame []byte) bool {
-	st := s.flowingLocked(t)
-	if st == nil {
+// offerUpdateLocked queues the update in st and reports whether something
+// new is pending.
+func (s *Session) offerUpdateLocked(st *subTopic, seq uint64, frame []byte) bool {
+	if !st.flowingLocked() {
 		s.r.st.dropUnsub.Add(1)
 		return false
 	}
@@ -121,11 +107,11 @@ func (s *Session) offerUpdateLocked(t *topic, seq uint64, frame []byte) bool {
 	return true
 }
 
-// offerStatus puts a status frame into the mailbox, replacing an unsent one.
-func (s *Session) offerStatus(t *topic, frame []byte) {
+// offerStatus puts a status frame into the mailbox slot st, replacing an
+// unsent one.
+func (s *Session) offerStatus(st *subTopic, frame []byte) {
 	s.mu.Lock()
-	st := s.flowingLocked(t)
-	if st == nil {
+	if s.closed || !st.flowingLocked() {
 		s.mu.Unlock()
 		return
 	}
@@ -145,14 +131,14 @@ func (s *Session) queueLocked(st *subTopic) {
 	}
 }
 
-// dropTopicLocked forgets a topic: its pending update is dropped (counted
-// in drop) and nothing of it is sent any more.
-func (s *Session) dropTopicLocked(t *topic, drop *atomic.Uint64) {
-	st := s.topics[t]
-	if st == nil {
+// dropTopicLocked stops a topic flowing to the session: its pending update
+// is dropped (counted in drop), and later offers to st are dropped too.
+// Dropping a slot twice does nothing the second time.
+func (s *Session) dropTopicLocked(st *subTopic, drop *atomic.Uint64) {
+	if st.dropped {
 		return
 	}
-	delete(s.topics, t)
+	st.dropped = true
 	if st.update != nil {
 		drop.Add(1)
 	}
@@ -164,13 +150,14 @@ func (s *Session) dropTopicLocked(t *topic, drop *atomic.Uint64) {
 			}
 		}
 	}
+	st.update, st.status, st.queued = nil, nil, false
 }
 
-// forget drops an expired topic's state.
-func (s *Session) forget(t *topic) {
+// forget drops the slot of an expired topic.
+func (s *Session) forget(st *subTopic) {
 	s.mu.Lock()
 	if !s.closed {
-		s.dropTopicLocked(t, &s.r.st.dropUnsub)
+		s.dropTopicLocked(st, &s.r.st.dropUnsub)
 	}
 	s.mu.Unlock()
 }
@@ -187,7 +174,7 @@ func (s *Session) kickLocked() bool {
 
 func (s *Session) startWriter() {
 	s.r.st.writers.Add(1)
-	go s.writeLoop()
+	go s.writeFn()
 }
 
 // framePool recycles writers' frame slices, so an idle session holds none.

@@ -102,8 +102,13 @@ type Session struct {
 	conn       Conn
 	cfg        SessionConfig
 	id         string
+	order      uint64 // place in every topic's route list (subscribersLocked)
 	done       chan struct{}
 	replySpace chan struct{} // signalled by the writer when it took the replies
+	// writeFn is s.writeLoop, made once in Open: "go s.writeLoop()" would
+	// allocate a closure at every writer start, which in a fan-out is once
+	// per subscriber per published value.
+	writeFn func()
 
 	mu      sync.Mutex
 	closed  bool
@@ -142,6 +147,7 @@ func (r *Registry) Open(conn Conn, cfg SessionConfig) *Session {
 		conn:       conn,
 		cfg:        cfg,
 		id:         cfg.ID,
+		order:      scramble(r.nextOrder.Add(1)),
 		done:       make(chan struct{}),
 		replySpace: make(chan struct{}, 1),
 		tokens:     float64(cfg.RequestBurst),
@@ -151,11 +157,22 @@ func (r *Registry) Open(conn Conn, cfg SessionConfig) *Session {
 	if s.id == "" {
 		s.id = strconv.FormatUint(r.nextID.Add(1), 10)
 	}
+	s.writeFn = s.writeLoop
 	r.sessMu.Lock()
 	r.sessions[s] = struct{}{}
 	r.sessMu.Unlock()
 	r.st.opened.Add(1)
 	return s
+}
+
+// scramble maps a counter onto a unique, well-spread order key (the
+// splitmix64 finalizer: a bijection, so keys never collide). Topics' route
+// lists are sorted by it; scrambled, the order in which a fan-out reaches
+// the sessions does not follow how old their connections are.
+func scramble(x uint64) uint64 {
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // ID returns the session id (hello "session").
@@ -318,7 +335,7 @@ func (s *Session) subscribe(patterns []string, id string, withReply bool) error 
 		s.replies = append(s.replies, reply{kindSubscribed, encodeTopicsReply("subscribed", id, patterns)})
 	}
 	for _, f := range snap {
-		s.offerUpdateLocked(f.t, f.seq, f.frame)
+		s.offerUpdateLocked(f.st, f.seq, f.frame)
 	}
 	start := s.kickLocked()
 	s.mu.Unlock()
@@ -351,12 +368,21 @@ func (s *Session) unsubscribe(patterns []string, id string) {
 	}
 	var demand []*topic
 	if len(removed) > 0 {
-		demand = s.r.removePatterns(s, removed, s.pats)
-		// Forget every flowing topic no remaining pattern matches.
-		for t := range s.topics {
-			if !matchAny(s.pats, t.name) {
-				s.dropTopicLocked(t, &s.r.st.dropUnsub)
+		var unrouted []*subTopic
+		unrouted, demand = s.r.removePatterns(s, removed, s.pats)
+		// Stop every topic no remaining pattern matches.
+		for _, st := range unrouted {
+			s.dropTopicLocked(st, &s.r.st.dropUnsub)
+		}
+		// A pending value of a topic that expired but that the expiry has
+		// not yet made the session forget is not among the routes any more:
+		// drop it too, so nothing of it follows "unsubscribed".
+		for i := 0; i < len(s.pending); {
+			if st := s.pending[i]; st.t.removed.Load() && !matchAny(s.pats, st.t.name) {
+				s.dropTopicLocked(st, &s.r.st.dropUnsub) // removes s.pending[i]
+				continue
 			}
+			i++
 		}
 	}
 	s.replies = append(s.replies, reply{kindUnsubscribed, encodeTopicsReply("unsubscribed", id, patterns)})
@@ -385,7 +411,7 @@ func (s *Session) Close(code int, reason string) {
 			dropped++
 		}
 	}
-	s.pending, s.replies, s.topics = nil, nil, nil
+	s.pending, s.replies = nil, nil
 	pats := s.pats
 	s.pats = nil
 	s.mu.Unlock()
@@ -447,7 +473,7 @@ func matchAny(ps []Pattern, name string) bool {
 // ---- registry side of subscriptions (lock order: Session.mu, then Registry.mu) ----
 
 type snapFrame struct {
-	t     *topic
+	st    *subTopic
 	seq   uint64
 	frame []byte
 }
@@ -470,18 +496,17 @@ func (r *Registry) addPatterns(s *Session, add []Pattern) (snap []snapFrame, dem
 		e.sessions[s] = struct{}{}
 	}
 	consider := func(t *topic) {
-		if _, ok := t.subs[s]; !ok {
-			t.subs[s] = struct{}{}
-			t.subsList = nil
-			if len(t.subs) == 1 {
-				demand = append(demand, t)
-			}
+		if t.subs[s] != nil {
+			return // already flowing through another pattern: no second snapshot
 		}
-		if s.topics[t] == nil { // not flowing yet: it gets a snapshot
-			s.ensureTopicLocked(t)
-			if t.seq > 0 && t.frame != nil {
-				snap = append(snap, snapFrame{t, t.seq, t.frame})
-			}
+		st := &subTopic{t: t}
+		t.subs[s] = st
+		t.subsList = nil
+		if len(t.subs) == 1 {
+			demand = append(demand, t)
+		}
+		if t.seq > 0 && t.frame != nil {
+			snap = append(snap, snapFrame{st, t.seq, t.frame})
 		}
 	}
 	for _, p := range add {
@@ -501,9 +526,10 @@ func (r *Registry) addPatterns(s *Session, add []Pattern) (snap []snapFrame, dem
 }
 
 // removePatterns unindexes s's removed patterns and unroutes the topics that
-// none of s's remaining patterns match. It returns the topics that lost
-// their last subscriber. s.mu is held.
-func (r *Registry) removePatterns(s *Session, removed, remaining []Pattern) (demand []*topic) {
+// none of s's remaining patterns match. It returns the unrouted topics'
+// mailbox slots, which the caller (holding s.mu) drops, and the topics that
+// lost their last subscriber.
+func (r *Registry) removePatterns(s *Session, removed, remaining []Pattern) (unrouted []*subTopic, demand []*topic) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, p := range removed {
@@ -515,20 +541,24 @@ func (r *Registry) removePatterns(s *Session, removed, remaining []Pattern) (dem
 		}
 	}
 	for _, t := range r.topics {
-		if _, ok := t.subs[s]; !ok || matchAny(remaining, t.name) {
+		st := t.subs[s]
+		if st == nil || matchAny(remaining, t.name) {
 			continue
 		}
 		delete(t.subs, s)
 		t.subsList = nil
+		unrouted = append(unrouted, st)
 		if len(t.subs) == 0 {
 			demand = append(demand, t)
 		}
 	}
-	return demand
+	return unrouted, demand
 }
 
 // removeSession unroutes a closed session (whose patterns were pats) from
-// every pattern and topic: removePatterns with no pattern remaining.
+// every pattern and topic: removePatterns with no pattern remaining. The
+// slots need no dropping: a closed session takes no offer.
 func (r *Registry) removeSession(s *Session, pats []Pattern) (demand []*topic) {
-	return r.removePatterns(s, pats, nil)
+	_, demand = r.removePatterns(s, pats, nil)
+	return demand
 }

@@ -120,7 +120,7 @@ func newServeFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.IntVar(&cfg.MaxSubs, "max-subscriptions", 100, "subscribed patterns per connection (0 = no limit)")
 	fs.Float64Var(&cfg.RequestRate, "request-rate", 20, "requests per second per connection (0 = no limit)")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "WebSocket ping period; a silent client is closed after 2.5 times that")
-	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "deadline for each write to a client")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "deadline for each write to a client; a WebSocket write stuck for between half of it and all of it is cut and the connection closed (4008)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for connections to close")
 	fs.IntVar(&cfg.MaxTopics, "max-topics", 1000, "topics that may be created through the publish API (0 = no limit)")
 	fs.DurationVar(&cfg.TopicTTL, "topic-ttl", 10*time.Minute, "a published topic not published for this long expires")

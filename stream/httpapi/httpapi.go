@@ -94,9 +94,12 @@ type Config struct {
 	// included. It is enforced by fasthttp's read timeout: FiberConfig
 	// sets it. Default 10 s.
 	HandshakeTimeout time.Duration
-	// WriteTimeout is the deadline of every write to a WebSocket or SSE
-	// stream (one batch of frames). A write stuck past it closes the
-	// connection (the session closes with 4008). Default 10 s.
+	// WriteTimeout bounds every write to a WebSocket or SSE stream (one
+	// batch of frames). A WebSocket write stuck for it closes the connection
+	// (the session closes with 4008); to save a timer update per write, a
+	// WebSocket's deadline is moved only when less than half of it is left,
+	// so a stuck write is cut after between half of it and all of it.
+	// Default 10 s.
 	WriteTimeout time.Duration
 	// Heartbeat is the WebSocket ping period and the SSE comment period;
 	// a WebSocket that sends nothing (no pong, no frame) for 2.5 heartbeats

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -197,5 +198,107 @@ func TestCorkConcurrentWritesKeepWholeFrames(t *testing.T) {
 	}
 	if len(all) != 100*(6+6+4) {
 		t.Fatalf("%d bytes arrived, want %d", len(all), 100*16)
+	}
+}
+
+// deadlineConn records the deadlines set on it, standing in for the socket.
+type deadlineConn struct {
+	net.Conn // nil: only the deadline setters are used
+	mu       sync.Mutex
+	write    []time.Time // SetWriteDeadline calls
+	both     []time.Time // SetDeadline calls
+}
+
+func (c *deadlineConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.write = append(c.write, t)
+	return nil
+}
+
+func (c *deadlineConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.both = append(c.both, t)
+	return nil
+}
+
+// The corking connection passes a write deadline on only when it differs
+// from the one in force, counting one set through SetDeadline.
+func TestCorkSkipsUnchangedWriteDeadline(t *testing.T) {
+	under := &deadlineConn{}
+	c := &corkConn{Conn: under}
+	t1 := time.Now().Add(10 * time.Second)
+	t2 := t1.Add(time.Second)
+	steps := []struct {
+		name      string
+		set       func() error
+		wantWrite int // SetWriteDeadline calls that reached the socket so far
+	}{
+		{"no deadline on a new connection", func() error { return c.SetWriteDeadline(time.Time{}) }, 0},
+		{"first deadline", func() error { return c.SetWriteDeadline(t1) }, 1},
+		{"same again (next frame of a batch)", func() error { return c.SetWriteDeadline(t1) }, 1},
+		{"same instant, other Location", func() error { return c.SetWriteDeadline(t1.UTC()) }, 1},
+		{"moved", func() error { return c.SetWriteDeadline(t2) }, 2},
+		{"both deadlines set to t1", func() error { return c.SetDeadline(t1) }, 2},
+		{"t1 again after SetDeadline", func() error { return c.SetWriteDeadline(t1) }, 2},
+		{"back to t2", func() error { return c.SetWriteDeadline(t2) }, 3},
+		{"cleared", func() error { return c.SetWriteDeadline(time.Time{}) }, 4},
+	}
+	for _, st := range steps {
+		if err := st.set(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if got := len(under.write); got != st.wantWrite {
+			t.Fatalf("%s: %d write deadlines reached the socket, want %d", st.name, got, st.wantWrite)
+		}
+	}
+	wantWrite, wantBoth := []time.Time{t1, t2, t2, {}}, []time.Time{t1}
+	if !slices.EqualFunc(under.write, wantWrite, time.Time.Equal) || !slices.EqualFunc(under.both, wantBoth, time.Time.Equal) {
+		t.Fatalf("socket saw write deadlines %v and deadlines %v, want %v and %v", under.write, under.both, wantWrite, wantBoth)
+	}
+}
+
+// A deadline set while a write is blocked (a close frame's short deadline,
+// while the writer is stuck on a client that stopped reading) reaches the
+// socket at once and cuts that write.
+func TestCorkDeadlineCutsABlockedWrite(t *testing.T) {
+	a, b := net.Pipe() // nobody reads b: writes to a block
+	defer b.Close()
+	defer a.Close()
+	c := &corkConn{Conn: a}
+	if err := c.SetWriteDeadline(time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	c.Cork()
+	c.Write([]byte("frame"))
+	res := make(chan error, 1)
+	go func() { res <- c.Uncork() }()
+	// Wait until the flush holds the connection's write lock.
+	deadline := time.Now().Add(10 * time.Second)
+	for c.mu.TryLock() {
+		c.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatal("the flush never started")
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+	set := make(chan error, 1)
+	go func() { set <- c.SetWriteDeadline(time.Now()) }()
+	select {
+	case err := <-set:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("SetWriteDeadline waited for the blocked write")
+	}
+	select {
+	case err := <-res:
+		if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			t.Fatalf("blocked write ended with %v, want a timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the blocked write was not cut by the new deadline")
 	}
 }
