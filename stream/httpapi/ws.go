@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -186,8 +187,11 @@ type wsConn struct {
 	life sync.RWMutex
 	dead bool
 
-	wmu       sync.Mutex // serializes WriteFrames (corking is per connection)
-	deadline  time.Time  // write deadline of WriteFrames (guarded by wmu), see nextWriteDeadline
+	wmu      sync.Mutex // serializes WriteFrames (corking is per connection)
+	deadline time.Time  // write deadline of WriteFrames (guarded by wmu), see nextWriteDeadline
+	// inflight is the deadline (Unix ns) of the WriteFrames call under
+	// way, 0 between calls: a ping must not push it further (pingDeadline).
+	inflight  atomic.Int64
 	closeOnce sync.Once
 	hb        *time.Timer
 }
@@ -222,6 +226,8 @@ func (w *wsConn) WriteFrames(frames []stream.Frame) error {
 			return err
 		}
 	}
+	w.inflight.Store(w.deadline.UnixNano())
+	defer w.inflight.Store(0)
 	// Corked even for one frame: the library writes a frame larger than its
 	// write buffer as two writes (header and buffered part, then the rest).
 	if w.cork != nil {
@@ -299,6 +305,20 @@ func (w *wsConn) shutdown(code int, reason string) {
 	}
 }
 
+// pingDeadline returns the deadline of a ping sent at now while a batch
+// write with deadline inflight (Unix ns, 0 for none) may be under way.
+// Setting a deadline on the socket applies to every write on it, so a ping
+// given now+timeout while a batch write is stuck would move that write's
+// deadline too and keep a stuck client up to twice the write timeout; the
+// ping gets the earlier of the two instead.
+func pingDeadline(now time.Time, timeout time.Duration, inflight int64) time.Time {
+	d := now.Add(timeout)
+	if inflight != 0 && inflight < d.UnixNano() {
+		return time.Unix(0, inflight)
+	}
+	return d
+}
+
 // startHeartbeat sends a ping frame every period from a timer rather than a
 // goroutine of its own, so an idle connection costs no extra stack.
 func (w *wsConn) startHeartbeat(period time.Duration) {
@@ -316,7 +336,7 @@ func (w *wsConn) ping(period time.Duration) {
 		w.life.RUnlock()
 		return
 	}
-	err := w.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(w.srv.cfg.WriteTimeout))
+	err := w.ws.WriteControl(websocket.PingMessage, nil, pingDeadline(time.Now(), w.srv.cfg.WriteTimeout, w.inflight.Load()))
 	if err == nil {
 		w.hb.Reset(period)
 	}

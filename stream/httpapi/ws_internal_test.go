@@ -62,3 +62,31 @@ func TestNextWriteDeadlineSteadyWriter(t *testing.T) {
 		t.Fatalf("deadline moved %d times in 600 writes over 60 s, want about 12", moves)
 	}
 }
+
+// A ping sent while a batch write is under way never gets a later deadline
+// than that write: the socket has one write deadline, and a later one would
+// let a stuck write outlive the write timeout.
+func TestPingDeadline(t *testing.T) {
+	now := time.Unix(1000, 0)
+	const timeout = 10 * time.Second
+	for _, tt := range []struct {
+		name     string
+		inflight time.Time
+		want     time.Time
+	}{
+		{"no write under way", time.Time{}, now.Add(timeout)},
+		{"a write due sooner", now.Add(3 * time.Second), now.Add(3 * time.Second)},
+		{"a write already past its deadline", now.Add(-time.Second), now.Add(-time.Second)},
+		{"a write due later (deadline moved just now)", now.Add(timeout + time.Second), now.Add(timeout)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var inflight int64
+			if !tt.inflight.IsZero() {
+				inflight = tt.inflight.UnixNano()
+			}
+			if got := pingDeadline(now, timeout, inflight); !got.Equal(tt.want) {
+				t.Errorf("pingDeadline = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
