@@ -26,6 +26,12 @@ const (
 	DefaultHistoryBytes = 1 << 20
 	DefaultMaxTopics    = 1000
 	DefaultPublishedTTL = 10 * time.Minute
+	// DefaultMaxValueBytes and DefaultPublishedHistoryBytes bound what a
+	// topic created through the publish API holds: with DefaultMaxTopics,
+	// published topics hold at most about 1000 × 3 × 64 KiB (latest value,
+	// its update frame, history) instead of gigabytes.
+	DefaultMaxValueBytes         = 64 << 10
+	DefaultPublishedHistoryBytes = 64 << 10
 )
 
 // Topic statuses, as shown in lists and "status" frames.
@@ -38,6 +44,10 @@ const (
 
 // ErrInvalidData is returned by PublishJSON when data is not one JSON object.
 var ErrInvalidData = errors.New("data must be a JSON object")
+
+// ErrValueTooLarge is returned by PublishJSON when data is larger than
+// RegistryConfig.MaxValueBytes.
+var ErrValueTooLarge = errors.New("value too large")
 
 // RegistryConfig configures a Registry. Zero fields take the defaults above,
 // except MaxTopics (0 = no cap) and Demand/Logger (optional).
@@ -56,6 +66,14 @@ type RegistryConfig struct {
 	// It keeps a topic with large payloads (proc.top, a published topic)
 	// from holding HistoryLen large values.
 	HistoryBytes int
+	// MaxValueBytes caps the compacted JSON of one value published through
+	// PublishJSON (ErrValueTooLarge). 0 means DefaultMaxValueBytes, < 0 no
+	// cap. Collectors' samples are not capped.
+	MaxValueBytes int
+	// PublishedHistoryBytes is HistoryBytes for topics created through
+	// PublishJSON (default DefaultPublishedHistoryBytes): there can be
+	// MaxTopics of them, and their payloads are anyone's choice.
+	PublishedHistoryBytes int
 	// MaxTopics caps topics created through PublishJSON (0 = no cap;
 	// DefaultMaxTopics is the documented default).
 	MaxTopics int
@@ -173,6 +191,12 @@ func NewRegistry(cfg RegistryConfig) *Registry {
 	}
 	if cfg.MaxTopics < 0 {
 		cfg.MaxTopics = 0
+	}
+	if cfg.MaxValueBytes == 0 {
+		cfg.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if cfg.PublishedHistoryBytes <= 0 {
+		cfg.PublishedHistoryBytes = DefaultPublishedHistoryBytes
 	}
 	if cfg.PublishedTTL <= 0 {
 		cfg.PublishedTTL = DefaultPublishedTTL
@@ -381,6 +405,9 @@ func (r *Registry) publishJSON(name string, ts time.Time, data json.RawMessage, 
 	if err := json.Compact(&buf, data); err != nil || buf.Len() == 0 || buf.Bytes()[0] != '{' {
 		return ErrInvalidData
 	}
+	if err := r.CheckPublishSize(buf.Len()); err != nil {
+		return err
+	}
 	if ts.IsZero() {
 		ts = r.now()
 	}
@@ -399,6 +426,16 @@ func (r *Registry) CheckPublishTopic(name string) error {
 		if first, _, _ := strings.Cut(name, "."); first == h {
 			return fmt.Errorf("%w: %q", ErrReservedTopic, name)
 		}
+	}
+	return nil
+}
+
+// CheckPublishSize reports whether a value of n bytes of compact JSON may be
+// published through the publish API (ErrValueTooLarge if not). The HTTP
+// edge checks a whole batch with it before publishing any of it.
+func (r *Registry) CheckPublishSize(n int) error {
+	if max := r.cfg.MaxValueBytes; max > 0 && n > max {
+		return fmt.Errorf("%w: %d bytes of JSON, the limit is %d", ErrValueTooLarge, n, max)
 	}
 	return nil
 }
@@ -451,7 +488,11 @@ func (r *Registry) publish(name string, ts time.Time, data []byte, api bool, b *
 	t.ts = tsMS
 	t.data = data
 	t.frame = appendUpdate(make([]byte, 0, len(data)+len(name)+64), name, t.seq, tsMS, data)
-	t.hist.push(HistoryEntry{Seq: t.seq, TS: tsMS, Data: data}, r.cfg.HistoryLen, r.cfg.HistoryBytes)
+	histBytes := r.cfg.HistoryBytes
+	if t.published {
+		histBytes = r.cfg.PublishedHistoryBytes
+	}
+	t.hist.push(HistoryEntry{Seq: t.seq, TS: tsMS, Data: data}, r.cfg.HistoryLen, histBytes)
 	seq, frame := t.seq, t.frame
 	subs := t.subscribersLocked()
 	r.mu.Unlock()

@@ -3,6 +3,7 @@ package stream_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -249,5 +250,41 @@ func TestUpdateFrameEncoding(t *testing.T) {
 	want := `{"type":"update","topic":"web-1.cpu","seq":1,"ts":1763740000123,"data":{"s":"a\nb","usage_pct":12.5}}`
 	if got != want {
 		t.Fatalf("update frame\n got %s\nwant %s", got, want)
+	}
+}
+
+// What a topic created through the publish API holds is bounded: a value
+// over MaxValueBytes is refused (nothing published), and its history is
+// bounded by PublishedHistoryBytes while a collector's topic keeps
+// HistoryBytes.
+func TestPublishedTopicMemoryBound(t *testing.T) {
+	r := stream.NewRegistry(stream.RegistryConfig{HistoryLen: 100, HistoryBytes: 1000, MaxValueBytes: 40, PublishedHistoryBytes: 50})
+	err := r.PublishJSON("app.big", time.Time{}, json.RawMessage(`{"s":"`+strings.Repeat("x", 40)+`"}`))
+	if !errors.Is(err, stream.ErrValueTooLarge) || !strings.Contains(err.Error(), "the limit is 40") {
+		t.Fatalf("PublishJSON of 48 bytes = %v, want ErrValueTooLarge naming the limit", err)
+	}
+	if _, ok := r.Topic("app.big", 0); ok {
+		t.Fatal("a refused value created its topic")
+	}
+	// Size is counted on compact JSON: spaces do not count against it.
+	if err := r.PublishJSON("app.spaced", time.Time{}, json.RawMessage(`{ "v" :  1 ,  "w" :  2 ,  "x" :  3 ,  "y" :  4 }`)); err != nil {
+		t.Fatalf("a 25-byte compact value sent as 48 bytes with spaces: %v", err)
+	}
+	for i := 1; i <= 20; i++ {
+		if err := r.PublishJSON("app.a", time.Time{}, json.RawMessage(fmt.Sprintf(`{"v":%d}`, 10+i))); err != nil { // 8 bytes
+			t.Fatal(err)
+		}
+		publish(r, "web-1.cpu", 10+i) // a collector's topic: {"v":NN}, 8 bytes
+	}
+	if st, _ := r.Topic("app.a", 100); len(st.History) != 6 || st.History[5].Seq != 20 {
+		t.Fatalf("published topic history: %d values ending at %d, want the newest 6 (48 of 50 bytes)", len(st.History), st.History[len(st.History)-1].Seq)
+	}
+	if st, _ := r.Topic("web-1.cpu", 100); len(st.History) != 20 {
+		t.Fatalf("collector topic history: %d values, want all 20 (HistoryBytes 1000)", len(st.History))
+	}
+	// MaxValueBytes < 0: no cap.
+	r = stream.NewRegistry(stream.RegistryConfig{MaxValueBytes: -1})
+	if err := r.PublishJSON("app.big", time.Time{}, json.RawMessage(`{"s":"`+strings.Repeat("x", 100<<10)+`"}`)); err != nil {
+		t.Fatalf("no cap: %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/opsdash/opsdash/collectors"
+	"github.com/opsdash/opsdash/stream"
 )
 
 // envPrefix is prepended to a flag's name (upper case, '-' → '_') to give the
@@ -40,6 +41,7 @@ type serveConfig struct {
 	WriteTimeout     time.Duration
 	DrainTimeout     time.Duration
 	MaxTopics        int
+	MaxValueBytes    int
 	TopicTTL         time.Duration
 	HistoryLen       int
 	LogFormat        string
@@ -123,6 +125,8 @@ func newServeFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "deadline for each write to a client; a WebSocket write stuck for between half of it and all of it is cut and the connection closed (4008)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for connections to close")
 	fs.IntVar(&cfg.MaxTopics, "max-topics", 1000, "topics that may be created through the publish API (0 = no limit)")
+	fs.IntVar(&cfg.MaxValueBytes, "max-value-bytes", stream.DefaultMaxValueBytes, "largest value (compact JSON) one publish item may carry, over it: 413 (0 = no limit beyond the 1 MiB body); "+
+		"a published topic's history also keeps at most 64 KiB")
 	fs.DurationVar(&cfg.TopicTTL, "topic-ttl", 10*time.Minute, "a published topic not published for this long expires")
 	fs.IntVar(&cfg.HistoryLen, "history", 300, "values kept per topic for charts and ?history=N")
 	fs.Var(&cfg.Intervals, "intervals", "per-collector intervals, e.g. 'cpu=2s,disk.usage=30s' (collector names as in docs/topics.md)")
@@ -173,7 +177,7 @@ func (c *serveConfig) validate() error {
 		v    int
 	}{
 		{"--send-buffer", c.SendBuffer}, {"--max-conns", c.MaxConns}, {"--max-conns-per-ip", c.MaxConnsPerIP},
-		{"--max-subscriptions", c.MaxSubs}, {"--max-topics", c.MaxTopics},
+		{"--max-subscriptions", c.MaxSubs}, {"--max-topics", c.MaxTopics}, {"--max-value-bytes", c.MaxValueBytes},
 	} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative (got %d)", f.name, f.v))
@@ -247,4 +251,13 @@ func hostEnv() map[string]string {
 		}
 	}
 	return m
+}
+
+// maxValueBytes is --max-value-bytes for stream.RegistryConfig, where 0
+// means the default and a negative value no limit.
+func (c *serveConfig) maxValueBytes() int {
+	if c.MaxValueBytes == 0 {
+		return -1
+	}
+	return c.MaxValueBytes
 }

@@ -62,6 +62,7 @@ func TestConfigValidation(t *testing.T) {
 		{args: []string{"--listen", "nonsense"}, want: `--listen "nonsense"`},
 		{args: []string{"--heartbeat", "0s"}, want: "--heartbeat must be positive"},
 		{args: []string{"--max-conns", "-1"}, want: "--max-conns must not be negative"},
+		{env: map[string]string{"OPSDASH_MAX_VALUE_BYTES": "-5"}, want: "--max-value-bytes must not be negative"},
 		{args: []string{"--max-frame-bytes", "10"}, want: "--max-frame-bytes must be at least 1024"},
 		{args: []string{"--log-format", "xml"}, want: `--log-format "xml"`},
 		{args: []string{"--history", "0"}, want: "--history must be at least 1"},

@@ -86,6 +86,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		Host:          hostID,
 		HistoryLen:    cfg.HistoryLen,
 		MaxTopics:     cfg.MaxTopics,
+		MaxValueBytes: cfg.maxValueBytes(),
 		PublishedTTL:  cfg.TopicTTL,
 		Demand:        func(topic string, on bool) { sched.SetDemand(topic, on) },
 		Logger:        log,

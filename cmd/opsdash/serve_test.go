@@ -218,3 +218,37 @@ func TestHealthcheck(t *testing.T) {
 		t.Fatalf("healthcheck against a stopped server = %d, want 1", code)
 	}
 }
+
+// --max-value-bytes reaches the publish API: a larger value is refused with
+// 413 and publishes nothing, 0 turns the cap off.
+func TestMaxValueBytes(t *testing.T) {
+	post := func(t *testing.T, base, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/publish", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer value-cap-token-0123456789")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	value := func(n int) string { return `{"topic":"app.blob","data":{"s":"` + strings.Repeat("x", n) + `"}}` }
+
+	base, _ := startServer(t, "--publish-token", "value-cap-token-0123456789", "--max-value-bytes", "100")
+	if code, body := post(t, base, value(200)); code != http.StatusRequestEntityTooLarge || !strings.Contains(body, "payload_too_large") {
+		t.Fatalf("a 208-byte value with --max-value-bytes 100: %d %s, want 413 payload_too_large", code, body)
+	}
+	if code, _ := get(t, base+"/api/v1/topics/app.blob"); code != http.StatusNotFound {
+		t.Fatalf("the refused value created its topic: GET = %d", code)
+	}
+	if code, body := post(t, base, value(50)); code != http.StatusOK {
+		t.Fatalf("a 58-byte value: %d %s", code, body)
+	}
+
+	base, _ = startServer(t, "--publish-token", "value-cap-token-0123456789", "--max-value-bytes", "0")
+	if code, body := post(t, base, value(200<<10)); code != http.StatusOK {
+		t.Fatalf("a 200 KiB value with --max-value-bytes 0: %d %s, want 200", code, body)
+	}
+}

@@ -200,6 +200,7 @@ func TestPublish(t *testing.T) {
 		c.PublishToken = "t0ken"
 		c.MaxPublishBytes = 2048
 		r.MaxTopics = 3
+		r.MaxValueBytes = 100
 	})
 	c := e.dialHello(t)
 	c.send(`{"type":"subscribe","id":"1","topics":["billing.>"]}`)
@@ -218,6 +219,10 @@ func TestPublish(t *testing.T) {
 		{"invalid topic", token, `[{"topic":"billing.a","data":{}},{"topic":"Billing A","data":{}}]`, 400, "invalid_topic", "item 1"},
 		{"host topic", token, `{"topic":"web-1.cpu","data":{"usage_pct":0}}`, 403, "reserved_topic", "item 0"},
 		{"too large", token, `{"topic":"billing.a","data":{"x":"` + strings.Repeat("a", 2100) + `"}}`, 413, "payload_too_large", ""},
+		// One value over MaxValueBytes (100) refuses the whole batch,
+		// the small value before it included.
+		{"value too large", token, `[{"topic":"billing.a","data":{}},{"topic":"billing.b","data":{"x":"` + strings.Repeat("a", 100) + `"}}]`,
+			413, "payload_too_large", "item 1 (billing.b)"},
 	} {
 		var body apiError
 		code, hdr := e.httpJSON(t, "POST", "/api/v1/publish", tt.auth, tt.body, &body)

@@ -116,6 +116,11 @@ func (s *Server) handlePublish(c *fiber.Ctx) error {
 			status, code := publishErrorStatus(err)
 			return jsonError(c, status, code, publishTopicMessage(i, it.Topic, s.reg.Host(), err))
 		}
+		// decodePublish compacted the data, as the registry will.
+		if err := s.reg.CheckPublishSize(len(it.Data)); err != nil {
+			status, code := publishErrorStatus(err)
+			return jsonError(c, status, code, fmt.Sprintf("item %d (%s): %v", i, it.Topic, err))
+		}
 	}
 	// One batch, so that a subscriber of several of these topics gets
 	// them in one write instead of one write system call each.
@@ -163,6 +168,8 @@ func publishErrorStatus(err error) (int, string) {
 		return fiber.StatusForbidden, "reserved_topic"
 	case errors.Is(err, stream.ErrInvalidTopic):
 		return fiber.StatusBadRequest, stream.CodeInvalidTopic
+	case errors.Is(err, stream.ErrValueTooLarge):
+		return fiber.StatusRequestEntityTooLarge, "payload_too_large"
 	case errors.Is(err, stream.ErrInvalidData):
 		return fiber.StatusBadRequest, stream.CodeBadRequest
 	}
