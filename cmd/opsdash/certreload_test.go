@@ -155,6 +155,26 @@ func keepAliveGet(t *testing.T, c net.Conn, r *bufio.Reader, path string) int {
 // previous certificate while the files hold a broken pair (reporting it
 // once), and recovers when they are fixed. The local healthcheck, which
 // pins the certificate in the file, passes after a renewal.
+// startRenewableTLS runs the server on a copy of pair a under a "live"
+// folder beside it, looking at its files on every handshake (so a test can
+// renew them with installPair), and returns its address, a pool trusting a
+// and b, the live file paths and the server's logs.
+func startRenewableTLS(t *testing.T, a, b testPair) (addr string, roots *x509.CertPool, certFile, keyFile string, logs *syncBuffer) {
+	t.Helper()
+	roots = x509.NewCertPool()
+	roots.AddCert(parsePEMCert(t, a.cert))
+	roots.AddCert(parsePEMCert(t, b.cert))
+	live := filepath.Join(filepath.Dir(a.cert), "live")
+	if err := os.Mkdir(live, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(live, "tls.crt"), filepath.Join(live, "tls.key")
+	installPair(t, a, certFile, keyFile)
+	addr, logs = startServeConfig(t, []string{"--tls-cert", certFile, "--tls-key", keyFile},
+		func(c *serveConfig) { c.TLS.certCheck = time.Millisecond })
+	return addr, roots, certFile, keyFile, logs
+}
+
 func TestTLSCertificateReload(t *testing.T) {
 	dir := t.TempDir()
 	a := writeTestPair(t, dir, "a")
@@ -163,18 +183,7 @@ func TestTLSCertificateReload(t *testing.T) {
 	if serialA.Cmp(serialB) == 0 {
 		t.Fatal("test pairs share a serial")
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(parsePEMCert(t, a.cert))
-	roots.AddCert(parsePEMCert(t, b.cert))
-	live := filepath.Join(dir, "live")
-	if err := os.Mkdir(live, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(live, "tls.crt"), filepath.Join(live, "tls.key")
-	installPair(t, a, certFile, keyFile)
-
-	addr, logs := startServeConfig(t, []string{"--tls-cert", certFile, "--tls-key", keyFile},
-		func(c *serveConfig) { c.TLS.certCheck = time.Millisecond })
+	addr, roots, certFile, keyFile, logs := startRenewableTLS(t, a, b)
 	if got := handshakeSerial(t, addr, roots); got.Cmp(serialA) != 0 {
 		t.Fatalf("first certificate serial %x, want %x", got, serialA)
 	}
@@ -439,17 +448,7 @@ func TestTLSCertificateExpiryMetric(t *testing.T) {
 	untilB := untilA.Add(90 * 24 * time.Hour)
 	a := writeTestPairUntil(t, dir, "a", untilA)
 	b := writeTestPairUntil(t, dir, "b", untilB)
-	roots := x509.NewCertPool()
-	roots.AddCert(parsePEMCert(t, a.cert))
-	roots.AddCert(parsePEMCert(t, b.cert))
-	live := filepath.Join(dir, "live")
-	if err := os.Mkdir(live, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(live, "tls.crt"), filepath.Join(live, "tls.key")
-	installPair(t, a, certFile, keyFile)
-	addr, _ := startServeConfig(t, []string{"--tls-cert", certFile, "--tls-key", keyFile},
-		func(c *serveConfig) { c.TLS.certCheck = time.Millisecond })
+	addr, roots, certFile, keyFile, _ := startRenewableTLS(t, a, b)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
