@@ -2,7 +2,6 @@ package stream
 
 import (
 	"math/bits"
-	"sync"
 	"sync/atomic"
 )
 
@@ -162,90 +161,38 @@ func (s *Session) forget(st *subTopic) {
 	s.mu.Unlock()
 }
 
-// kickLocked reports whether the caller must start a writer: something is
-// pending and none runs. It marks the writer as running.
-func (s *Session) kickLocked() bool {
-	if s.writing || s.closed || len(s.pending) == 0 && len(s.replies) == 0 {
-		return false
-	}
-	s.writing = true
-	return true
-}
-
-func (s *Session) startWriter() {
-	s.r.st.writers.Add(1)
-	go s.writeFn()
-}
-
-// framePool recycles writers' frame slices, so an idle session holds none.
-var framePool = sync.Pool{New: func() any { b := make([]Frame, 0, 16); return &b }}
-
-// writeLoop is the session's writer: it takes everything pending (replies
-// first, in FIFO order, then one frame per pending topic, status before
-// update, in the order the topics became pending), hands it to
-// Conn.WriteFrames in one call, and repeats until nothing is pending, then
-// exits. Replies go first so "subscribed" precedes its snapshot.
-func (s *Session) writeLoop() {
-	defer s.r.st.writers.Add(-1)
-	buf := framePool.Get().(*[]Frame)
-	defer framePool.Put(buf)
-	var sent [numKinds]uint64
-	for {
-		frames := (*buf)[:0]
-		s.mu.Lock()
-		if s.closed {
-			s.writing = false
-			s.mu.Unlock()
-			return
-		}
-		tookReplies := len(s.replies) > 0
-		for _, rp := range s.replies {
-			frames = append(frames, Frame{Type: "reply", JSON: rp.json})
-			sent[rp.kind]++
-		}
-		clear(s.replies)
-		s.replies = s.replies[:0]
-		for _, st := range s.pending {
-			if st.status != nil {
-				frames = append(frames, Frame{Type: "status", Topic: st.t.name, JSON: st.status})
-				sent[kindStatus]++
-			}
-			if st.update != nil {
-				frames = append(frames, Frame{Type: "update", Topic: st.t.name, Seq: st.lastSeq, JSON: st.update})
-				sent[kindUpdate]++
-			}
-			st.status, st.update, st.queued = nil, nil, false
-		}
-		clear(s.pending)
-		s.pending = s.pending[:0]
-		if len(frames) == 0 {
-			s.writing = false
-			s.mu.Unlock()
-			return
-		}
+// reply queues a reply frame and makes sure a writer runs.
+func (s *Session) reply(kind frameKind, b []byte) {
+	s.mu.Lock()
+	if s.closed {
 		s.mu.Unlock()
-		if tookReplies {
-			select {
-			case s.replySpace <- struct{}{}:
-			default:
-			}
-		}
+		return
+	}
+	s.replies = append(s.replies, reply{kind, b})
+	start := s.kickLocked()
+	s.mu.Unlock()
+	if start {
+		s.startWriter()
+	}
+}
 
-		start := s.r.writeStart()
-		err := s.conn.WriteFrames(frames)
-		s.r.observeWrite(start, len(frames))
-		clear(frames) // drop references to shared frames before pooling
-		*buf = frames[:0]
-		if err != nil {
-			s.writeFailed(err)
-			return
+// waitReplySpace blocks while the reply FIFO is full. It returns false when
+// the session is closed.
+func (s *Session) waitReplySpace() bool {
+	for {
+		s.mu.Lock()
+		closed, full := s.closed, len(s.replies) >= s.cfg.ReplyQueue
+		s.mu.Unlock()
+		if closed {
+			return false
 		}
-		s.r.st.writeBatches.Add(1)
-		for k, n := range sent {
-			if n > 0 {
-				s.r.st.sent[k].Add(n)
-				sent[k] = 0
-			}
+		if !full {
+			return true
+		}
+		select {
+		case <-s.replySpace:
+		case <-s.done:
+			return false
 		}
 	}
 }

@@ -3,96 +3,18 @@ package stream
 import (
 	"errors"
 	"fmt"
-	"net"
-	"os"
 	"strconv"
 	"sync"
 	"time"
 )
 
-// Defaults of SessionConfig (DefaultSessionConfig returns them all).
-// MaxSubscriptions and RequestsPerSecond have no zero-value default because
-// 0 turns those limits off.
-const (
-	DefaultMaxSubscriptions  = 100
-	DefaultRequestsPerSecond = 20
-	DefaultRequestBurst      = 40
-	DefaultRateLimitStrikes  = 10
-	DefaultReplyQueue        = 16
+var (
+	// ErrTooManySubscriptions means a subscription would take a session past
+	// SessionConfig.MaxSubscriptions patterns; nothing was subscribed.
+	ErrTooManySubscriptions = errors.New("too many subscriptions")
+	// ErrSessionClosed is returned by Subscribe on a closed session.
+	ErrSessionClosed = errors.New("session closed")
 )
-
-// Frame is one frame handed to a Conn.
-type Frame struct {
-	// Type is "update", "status" or "reply" (hello, subscribed,
-	// unsubscribed, topics, pong, error).
-	Type string
-	// Topic is set for update and status frames.
-	Topic string
-	// Seq is set for update frames.
-	Seq uint64
-	// JSON is the complete JSON object of the WebSocket frame, on one line.
-	// It is shared between sessions: read-only, and not to be kept after
-	// WriteFrames returns unless copied.
-	JSON []byte
-}
-
-// Conn is the write side of one client's transport (WebSocket or SSE),
-// implemented at the edge.
-type Conn interface {
-	// WriteFrames sends frames in order with as few write syscalls as it can
-	// (one flush per call), each frame its own WebSocket text message / SSE
-	// event. It returns an error if the transport failed or the write
-	// deadline passed. The session calls it from one goroutine at a time and
-	// does not touch frames until it returns.
-	WriteFrames(frames []Frame) error
-	// Close ends the transport with a WebSocket close code and reason; SSE
-	// ends the stream. Safe to call more than once and concurrently with
-	// WriteFrames.
-	Close(code int, reason string) error
-}
-
-// SessionConfig configures one session. Start from DefaultSessionConfig:
-// zero MaxSubscriptions and RequestsPerSecond mean unlimited.
-type SessionConfig struct {
-	// ID is the connection id (hello "session"); generated when "".
-	ID string
-	// Heartbeat is advertised as heartbeat_ms in hello.
-	Heartbeat time.Duration
-	// MaxSubscriptions caps the patterns of one connection (0 = unlimited);
-	// a subscribe past it gets too_many_subscriptions and subscribes nothing.
-	MaxSubscriptions int
-	// RequestsPerSecond is the token bucket rate for client requests
-	// (0 = unlimited); a request without a token gets rate_limited.
-	RequestsPerSecond float64
-	// RequestBurst is the bucket size (default 40).
-	RequestBurst int
-	// RateLimitStrikes is how many consecutive rate_limited replies a client
-	// gets; the next refused request makes Handle return *CloseError{1008}
-	// (default 10). An accepted request resets the count.
-	RateLimitStrikes int
-	// ReplyQueue is the length of the reply FIFO (default 16); Handle blocks
-	// while it is full, which stops the edge reading that client.
-	ReplyQueue int
-}
-
-// DefaultSessionConfig returns the documented default limits.
-func DefaultSessionConfig() SessionConfig {
-	return SessionConfig{
-		MaxSubscriptions:  DefaultMaxSubscriptions,
-		RequestsPerSecond: DefaultRequestsPerSecond,
-		RequestBurst:      DefaultRequestBurst,
-		RateLimitStrikes:  DefaultRateLimitStrikes,
-		ReplyQueue:        DefaultReplyQueue,
-	}
-}
-
-// CloseWriteTimeout is the application close code of a session whose writes
-// failed or stayed stuck past the write deadline.
-const CloseWriteTimeout = 4008
-
-// CloseRateLimit is the close code Handle asks for when a client keeps
-// sending past rate_limited (policy violation).
-const CloseRateLimit = 1008
 
 // Session is one client connection: its patterns, its conflating mailbox
 // (newest pending value per topic), its reply FIFO and, only while something
@@ -251,44 +173,8 @@ func (s *Session) allow() bool {
 	return true
 }
 
-// waitReplySpace blocks while the reply FIFO is full. It returns false when
-// the session is closed.
-func (s *Session) waitReplySpace() bool {
-	for {
-		s.mu.Lock()
-		closed, full := s.closed, len(s.replies) >= s.cfg.ReplyQueue
-		s.mu.Unlock()
-		if closed {
-			return false
-		}
-		if !full {
-			return true
-		}
-		select {
-		case <-s.replySpace:
-		case <-s.done:
-			return false
-		}
-	}
-}
-
 func (s *Session) replyError(id, code, msg string) {
 	s.reply(kindError, encodeError(id, code, msg))
-}
-
-// reply queues a reply frame and makes sure a writer runs.
-func (s *Session) reply(kind frameKind, b []byte) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
-	s.replies = append(s.replies, reply{kind, b})
-	start := s.kickLocked()
-	s.mu.Unlock()
-	if start {
-		s.startWriter()
-	}
 }
 
 // Subscribe adds patterns without a reply (SSE): the snapshot of every
@@ -434,131 +320,4 @@ func (s *Session) isClosed() bool {
 	return s.closed
 }
 
-// writeFailed closes the session after a failed WriteFrames.
-func (s *Session) writeFailed(err error) {
-	if s.isClosed() {
-		return // closed meanwhile: the failure is the close's doing
-	}
-	s.r.st.writeErrors.Add(1)
-	reason := "write failed"
-	var ne net.Error
-	if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-		s.r.st.writeTimeouts.Add(1)
-		reason = "write timeout"
-	}
-	s.r.log.Debug("stream: write failed, closing session", "session", s.id, "err", err)
-	s.Close(CloseWriteTimeout, reason)
-}
-
 func (s *Session) hasPatternLocked(raw string) bool { return containsPattern(s.pats, raw) }
-
-func containsPattern(ps []Pattern, raw string) bool {
-	for _, p := range ps {
-		if p.raw == raw {
-			return true
-		}
-	}
-	return false
-}
-
-func matchAny(ps []Pattern, name string) bool {
-	for _, p := range ps {
-		if p.Match(name) {
-			return true
-		}
-	}
-	return false
-}
-
-// ---- registry side of subscriptions (lock order: Session.mu, then Registry.mu) ----
-
-type snapFrame struct {
-	st    *subTopic
-	seq   uint64
-	frame []byte
-}
-
-// addPatterns indexes s's new patterns and routes the matching topics to s.
-// It returns the snapshot (latest value of each topic that was not flowing
-// to s yet) and the topics that gained their first subscriber. s.mu is held.
-func (r *Registry) addPatterns(s *Session, add []Pattern) (snap []snapFrame, demand []*topic) {
-	if len(add) == 0 {
-		return nil, nil
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, p := range add {
-		e := r.patterns[p.raw]
-		if e == nil {
-			e = &patternEntry{pat: p, sessions: make(map[*Session]struct{})}
-			r.patterns[p.raw] = e
-		}
-		e.sessions[s] = struct{}{}
-	}
-	consider := func(t *topic) {
-		if t.subs[s] != nil {
-			return // already flowing through another pattern: no second snapshot
-		}
-		st := &subTopic{t: t}
-		t.subs[s] = st
-		t.subsList = nil
-		if len(t.subs) == 1 {
-			demand = append(demand, t)
-		}
-		if t.seq > 0 && t.frame != nil {
-			snap = append(snap, snapFrame{st, t.seq, t.frame})
-		}
-	}
-	for _, p := range add {
-		if p.Literal() {
-			if t := r.topics[p.raw]; t != nil {
-				consider(t)
-			}
-			continue
-		}
-		for _, t := range r.topics {
-			if p.Match(t.name) {
-				consider(t)
-			}
-		}
-	}
-	return snap, demand
-}
-
-// removePatterns unindexes s's removed patterns and unroutes the topics that
-// none of s's remaining patterns match. It returns the unrouted topics'
-// mailbox slots, which the caller (holding s.mu) drops, and the topics that
-// lost their last subscriber.
-func (r *Registry) removePatterns(s *Session, removed, remaining []Pattern) (unrouted []*subTopic, demand []*topic) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, p := range removed {
-		if e := r.patterns[p.raw]; e != nil {
-			delete(e.sessions, s)
-			if len(e.sessions) == 0 {
-				delete(r.patterns, p.raw)
-			}
-		}
-	}
-	for _, t := range r.topics {
-		st := t.subs[s]
-		if st == nil || matchAny(remaining, t.name) {
-			continue
-		}
-		delete(t.subs, s)
-		t.subsList = nil
-		unrouted = append(unrouted, st)
-		if len(t.subs) == 0 {
-			demand = append(demand, t)
-		}
-	}
-	return unrouted, demand
-}
-
-// removeSession unroutes a closed session (whose patterns were pats) from
-// every pattern and topic: removePatterns with no pattern remaining. The
-// slots need no dropping: a closed session takes no offer.
-func (r *Registry) removeSession(s *Session, pats []Pattern) (demand []*topic) {
-	_, demand = r.removePatterns(s, pats, nil)
-	return demand
-}

@@ -1,142 +1,250 @@
 package stream
 
 import (
-	"errors"
-	"fmt"
+	"encoding/json"
+	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/opsdash/opsdash/collectors"
 )
 
-// MaxTopicLen caps the length of a topic name or pattern in bytes. NATS
-// subjects have no hard limit, but a dashboard topic never needs more, and a
-// cap keeps hostile patterns from costing more than a few hundred bytes each.
-const MaxTopicLen = 255
-
-var (
-	// ErrInvalidTopic means a topic or pattern does not follow the topic
-	// syntax: dot-separated tokens of [a-z0-9_-], at most MaxTopicLen bytes;
-	// patterns may also use "*" as a token and ">" as their last token.
-	ErrInvalidTopic = errors.New("invalid topic")
-	// ErrReservedTopic means the publish API tried to publish under the
-	// local host id, which belongs to the host's own collectors.
-	ErrReservedTopic = errors.New("topic reserved for the local host's collectors")
-	// ErrTooManyTopics means the cap on topics created through the publish
-	// API (RegistryConfig.MaxTopics) is reached.
-	ErrTooManyTopics = errors.New("too many published topics")
-	// ErrTooManySubscriptions means a subscription would take a session past
-	// SessionConfig.MaxSubscriptions patterns; nothing was subscribed.
-	ErrTooManySubscriptions = errors.New("too many subscriptions")
-	// ErrSessionClosed is returned by Subscribe on a closed session.
-	ErrSessionClosed = errors.New("session closed")
+// Topic statuses, as shown in lists and "status" frames.
+const (
+	StatusPending = "pending" // declared, no sample yet
+	StatusOK      = "ok"
+	StatusFailing = "failing" // the last collection failed; Error says why
+	StatusIdle    = "idle"    // on-demand topic that nobody subscribes to
 )
 
-// validToken reports whether tok is a non-empty run of [a-z0-9_-].
-func validToken(tok string) bool {
-	if tok == "" {
-		return false
-	}
-	for i := 0; i < len(tok); i++ {
-		c := tok[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
+// topic is one topic's state. Fields are guarded by Registry.mu unless noted.
+type topic struct {
+	name        string
+	interval    time.Duration
+	description string
+	onDemand    bool
+	declared    bool // through Declare (never expires)
+	published   bool // created through PublishJSON (counts against MaxTopics, expires)
+	lastPublish time.Time
+
+	failing bool
+	errMsg  string
+
+	seq   uint64
+	ts    int64
+	data  json.RawMessage
+	frame []byte // latest update frame, shared read-only by every session
+	hist  ring
+
+	// subs maps each session the topic flows to onto its mailbox slot for
+	// the topic. A slot is created with the route (a pattern added, or the
+	// topic appearing while a pattern matches it) and dropped with it.
+	subs     map[*Session]*subTopic
+	subsList []route // immutable snapshot of subs, nil when it must be rebuilt
+
+	removed atomic.Bool // expired; read by sessions without Registry.mu
+
+	demandReported bool // guarded by the demand delivery (demandBusy)
 }
 
-// ValidTopic reports whether name is a valid topic: one or more
-// dot-separated tokens of [a-z0-9_-], at most MaxTopicLen bytes, no
-// wildcards.
-func ValidTopic(name string) bool {
-	if name == "" || len(name) > MaxTopicLen {
-		return false
+// newTopicLocked creates topic name and routes it to every session with a
+// matching pattern. r.mu must be held for writing.
+//
+// The routes' mailbox slots are created here without the sessions' locks
+// (the lock order is Session.mu, then Registry.mu): a new slot is zero, and
+// a session reaches it only through the topic's routes, which r.mu guards.
+func (r *Registry) newTopicLocked(name string) *topic {
+	t := &topic{name: name, subs: make(map[*Session]*subTopic)}
+	if seq, ok := r.tombstones[name]; ok {
+		t.seq = seq
+		delete(r.tombstones, name)
 	}
-	start := 0
-	for i := 0; i <= len(name); i++ {
-		if i == len(name) || name[i] == '.' {
-			if !validToken(name[start:i]) {
-				return false
+	for _, e := range r.patterns {
+		if e.pat.Match(name) {
+			for s := range e.sessions {
+				if t.subs[s] == nil {
+					t.subs[s] = &subTopic{t: t}
+				}
 			}
-			start = i + 1
 		}
 	}
-	return true
+	r.topics[name] = t
+	return t
 }
 
-// Pattern is a parsed subscription pattern with NATS subject semantics:
-// "*" matches exactly one token, ">" (only as the last token) matches one or
-// more trailing tokens. A pattern without wildcards matches only itself.
-// The zero Pattern matches nothing.
-type Pattern struct {
-	raw    string
-	toks   []string // tokens; "*" is a wildcard, a trailing ">" is dropped and tail set
-	tail   bool     // pattern ended in ">"
-	wild   bool     // pattern has any wildcard
-	parsed bool
+// statusLocked derives the topic's status.
+func (t *topic) statusLocked() string {
+	switch {
+	case t.onDemand && len(t.subs) == 0:
+		return StatusIdle
+	case t.failing:
+		return StatusFailing
+	case t.seq == 0 || t.data == nil:
+		return StatusPending
+	}
+	return StatusOK
 }
 
-// ParsePattern parses a subscription pattern. Errors wrap ErrInvalidTopic.
-func ParsePattern(p string) (Pattern, error) {
-	if p == "" {
-		return Pattern{}, fmt.Errorf("%w: empty pattern", ErrInvalidTopic)
+// Declare announces a topic so lists show it before its first sample. It
+// implements collectors.Tracker. Declaring an existing topic updates its
+// metadata; a declared topic never expires.
+func (r *Registry) Declare(info collectors.TopicInfo) {
+	if !ValidTopic(info.Name) {
+		r.log.Warn("stream: declare: invalid topic name", "topic", info.Name)
+		return
 	}
-	if len(p) > MaxTopicLen {
-		return Pattern{}, fmt.Errorf("%w: pattern longer than %d bytes", ErrInvalidTopic, MaxTopicLen)
+	r.mu.Lock()
+	t := r.topics[info.Name]
+	if t == nil {
+		t = r.newTopicLocked(info.Name)
 	}
-	toks := strings.Split(p, ".")
-	pat := Pattern{raw: p, parsed: true}
-	for i, tok := range toks {
-		switch {
-		case tok == "*":
-			pat.wild = true
-		case tok == ">":
-			if i != len(toks)-1 {
-				return Pattern{}, fmt.Errorf("%w: %q: \">\" must be the last token", ErrInvalidTopic, p)
-			}
-			pat.wild, pat.tail = true, true
-			toks = toks[:i]
-		case !validToken(tok):
-			return Pattern{}, fmt.Errorf("%w: %q: tokens are [a-z0-9_-]+ separated by dots", ErrInvalidTopic, p)
-		}
+	if t.published {
+		t.published = false
+		r.published--
 	}
-	pat.toks = toks
-	return pat, nil
+	t.declared = true
+	t.interval, t.description, t.onDemand = info.Interval, info.Description, info.OnDemand
+	notify := len(t.subs) > 0
+	r.mu.Unlock()
+	if notify {
+		r.notifyDemand([]*topic{t})
+	}
 }
 
-// String returns the pattern as it was written.
-func (p Pattern) String() string { return p.raw }
+// SetStatus records a topic's health (err nil: ok) and sends a "status"
+// frame to the topic's subscribers when the status or error changed. It
+// implements collectors.Tracker. An unknown topic is created, so a failure
+// of an undeclared topic is still visible.
+func (r *Registry) SetStatus(name string, err error) {
+	if !ValidTopic(name) {
+		r.log.Warn("stream: set status: invalid topic name", "topic", name)
+		return
+	}
+	failing, msg := err != nil, ""
+	if failing {
+		msg = err.Error()
+	}
+	r.mu.Lock()
+	t := r.topics[name]
+	created := false
+	if t == nil {
+		t = r.newTopicLocked(name)
+		created = true
+	} else if t.failing == failing && t.errMsg == msg {
+		r.mu.Unlock()
+		return
+	}
+	t.failing, t.errMsg = failing, msg
+	frame := encodeStatus(name, t.statusLocked(), msg)
+	subs := t.subscribersLocked()
+	r.mu.Unlock()
+	if created && len(subs) > 0 {
+		r.notifyDemand([]*topic{t})
+	}
+	for _, rt := range subs {
+		rt.s.offerStatus(rt.st, frame)
+	}
+}
 
-// Literal reports whether the pattern has no wildcards (it names one topic).
-func (p Pattern) Literal() bool { return p.parsed && !p.wild }
+// TopicState is a topic as lists and the REST API show it.
+type TopicState struct {
+	Name        string          `json:"name"`
+	IntervalMS  int64           `json:"interval_ms"`
+	Description string          `json:"description"`
+	Status      string          `json:"status"` // pending | ok | failing | idle
+	Error       string          `json:"error,omitempty"`
+	Seq         uint64          `json:"seq"`
+	TS          int64           `json:"ts"` // unix ms of the latest value, 0 if none
+	Data        json.RawMessage `json:"data,omitempty"`
+	History     []HistoryEntry  `json:"history,omitempty"`
+}
 
-// Match reports whether topic matches the pattern. An invalid topic matches
-// nothing.
-func (p Pattern) Match(topic string) bool {
-	if !p.parsed || !ValidTopic(topic) {
-		return false
+// HistoryEntry is one past value of a topic.
+type HistoryEntry struct {
+	Seq  uint64          `json:"seq"`
+	TS   int64           `json:"ts"`
+	Data json.RawMessage `json:"data"`
+}
+
+func (t *topic) stateLocked() TopicState {
+	st := TopicState{
+		Name:        t.name,
+		IntervalMS:  t.interval.Milliseconds(),
+		Description: t.description,
+		Status:      t.statusLocked(),
+		Seq:         t.seq,
+		TS:          t.ts,
 	}
-	if !p.wild {
-		return p.raw == topic
+	if st.Status == StatusFailing {
+		st.Error = t.errMsg
 	}
-	rest := topic
-	for _, tok := range p.toks {
-		if rest == "" {
-			return false // topic has fewer tokens than the pattern
+	return st
+}
+
+// Topics lists every topic sorted by name, without data or history (the
+// "list" reply and GET /api/v1/topics).
+func (r *Registry) Topics() []TopicState {
+	r.mu.RLock()
+	out := make([]TopicState, 0, len(r.topics))
+	for _, t := range r.topics {
+		out = append(out, t.stateLocked())
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(out, func(a, b TopicState) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Topic returns one topic with its latest data and, when history > 0, up to
+// history past values (oldest first, the latest included). Data and History
+// share the registry's bytes: read-only.
+func (r *Registry) Topic(name string, history int) (TopicState, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	t := r.topics[name]
+	if t == nil {
+		return TopicState{}, false
+	}
+	st := t.stateLocked()
+	st.Data = t.data
+	if history > 0 {
+		st.History = t.hist.last(history)
+	}
+	return st, true
+}
+
+// ring is a topic's bounded history, oldest first.
+type ring struct {
+	buf     []HistoryEntry
+	head, n int
+	bytes   int
+}
+
+func (h *ring) push(e HistoryEntry, maxLen, maxBytes int) {
+	for h.n > 0 && (h.n >= maxLen || h.bytes+len(e.Data) > maxBytes) {
+		h.bytes -= len(h.buf[h.head].Data)
+		h.buf[h.head] = HistoryEntry{}
+		h.head = (h.head + 1) % len(h.buf)
+		h.n--
+	}
+	if h.n == len(h.buf) { // grow, in order, up to maxLen
+		nb := make([]HistoryEntry, min(maxLen, max(4, 2*len(h.buf))))
+		for i := range h.n {
+			nb[i] = h.buf[(h.head+i)%len(h.buf)]
 		}
-		var cur string
-		if i := strings.IndexByte(rest, '.'); i >= 0 {
-			cur, rest = rest[:i], rest[i+1:]
-			if rest == "" {
-				return false // unreachable for a valid topic; keeps "a." from matching "a.>"
-			}
-		} else {
-			cur, rest = rest, ""
-		}
-		if tok != "*" && tok != cur {
-			return false
-		}
+		h.buf, h.head = nb, 0
 	}
-	if p.tail {
-		return rest != "" // ">" needs at least one more token
+	h.buf[(h.head+h.n)%len(h.buf)] = e
+	h.n++
+	h.bytes += len(e.Data)
+}
+
+// last returns the newest k entries, oldest first.
+func (h *ring) last(k int) []HistoryEntry {
+	k = min(k, h.n)
+	out := make([]HistoryEntry, k)
+	for i := range k {
+		out[i] = h.buf[(h.head+h.n-k+i)%len(h.buf)]
 	}
-	return rest == ""
+	return out
 }

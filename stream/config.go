@@ -1,0 +1,113 @@
+package stream
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Defaults of RegistryConfig. MaxTopics has no zero-value default because
+// 0 turns the cap off; callers that want the default set DefaultMaxTopics.
+const (
+	DefaultHistoryLen   = 300
+	DefaultHistoryBytes = 1 << 20
+	DefaultMaxTopics    = 1000
+	DefaultPublishedTTL = 10 * time.Minute
+	// DefaultMaxValueBytes and DefaultPublishedHistoryBytes bound what a
+	// topic created through the publish API holds: with DefaultMaxTopics,
+	// published topics hold at most about 1000 × 3 × 64 KiB (latest value,
+	// its update frame, history) instead of gigabytes.
+	DefaultMaxValueBytes         = 64 << 10
+	DefaultPublishedHistoryBytes = 64 << 10
+)
+
+// RegistryConfig configures a Registry. Zero fields take the defaults above,
+// except MaxTopics (0 = no cap) and Demand/Logger (optional).
+type RegistryConfig struct {
+	// Host is the local host id: the first token of the collectors' topics,
+	// which the publish API may not use.
+	Host string
+	// Instance identifies this server process start (hello "instance");
+	// generated when "".
+	Instance string
+	// HistoryLen is how many values each topic keeps for ?history=N
+	// (default 300, including the latest).
+	HistoryLen int
+	// HistoryBytes bounds the JSON bytes one topic's history holds
+	// (default 1 MiB; the oldest values go first; the latest is always kept).
+	// It keeps a topic with large payloads (proc.top, a published topic)
+	// from holding HistoryLen large values.
+	HistoryBytes int
+	// MaxValueBytes caps the compacted JSON of one value published through
+	// PublishJSON (ErrValueTooLarge). 0 means DefaultMaxValueBytes, < 0 no
+	// cap. Collectors' samples are not capped.
+	MaxValueBytes int
+	// PublishedHistoryBytes is HistoryBytes for topics created through
+	// PublishJSON (default DefaultPublishedHistoryBytes): there can be
+	// MaxTopics of them, and their payloads are anyone's choice.
+	PublishedHistoryBytes int
+	// MaxTopics caps topics created through PublishJSON (0 = no cap;
+	// DefaultMaxTopics is the documented default).
+	MaxTopics int
+	// PublishedTTL: a topic created through PublishJSON that is not
+	// published for this long disappears (default 10 minutes).
+	PublishedTTL time.Duration
+	// Demand is called when a topic gains its first (true) or loses its last
+	// (false) subscriber; the collectors' scheduler uses it for on-demand
+	// topics. It is never called with a lock of the registry held, calls are
+	// not concurrent, and the last call for a topic reflects its current
+	// state. It should return quickly.
+	Demand func(topic string, subscribed bool)
+	// Logger receives warnings (a sample that cannot be encoded...);
+	// slog.Default() when nil.
+	Logger *slog.Logger
+	// WriteObserver, when set, is told how long each Conn.WriteFrames call
+	// took and how many frames it carried, failed calls included (see
+	// observe.go). It runs on the writer goroutines and must be quick.
+	WriteObserver func(d time.Duration, frames int)
+}
+
+// Defaults of SessionConfig (DefaultSessionConfig returns them all).
+// MaxSubscriptions and RequestsPerSecond have no zero-value default because
+// 0 turns those limits off.
+const (
+	DefaultMaxSubscriptions  = 100
+	DefaultRequestsPerSecond = 20
+	DefaultRequestBurst      = 40
+	DefaultRateLimitStrikes  = 10
+	DefaultReplyQueue        = 16
+)
+
+// SessionConfig configures one session. Start from DefaultSessionConfig:
+// zero MaxSubscriptions and RequestsPerSecond mean unlimited.
+type SessionConfig struct {
+	// ID is the connection id (hello "session"); generated when "".
+	ID string
+	// Heartbeat is advertised as heartbeat_ms in hello.
+	Heartbeat time.Duration
+	// MaxSubscriptions caps the patterns of one connection (0 = unlimited);
+	// a subscribe past it gets too_many_subscriptions and subscribes nothing.
+	MaxSubscriptions int
+	// RequestsPerSecond is the token bucket rate for client requests
+	// (0 = unlimited); a request without a token gets rate_limited.
+	RequestsPerSecond float64
+	// RequestBurst is the bucket size (default 40).
+	RequestBurst int
+	// RateLimitStrikes is how many consecutive rate_limited replies a client
+	// gets; the next refused request makes Handle return *CloseError{1008}
+	// (default 10). An accepted request resets the count.
+	RateLimitStrikes int
+	// ReplyQueue is the length of the reply FIFO (default 16); Handle blocks
+	// while it is full, which stops the edge reading that client.
+	ReplyQueue int
+}
+
+// DefaultSessionConfig returns the documented default limits.
+func DefaultSessionConfig() SessionConfig {
+	return SessionConfig{
+		MaxSubscriptions:  DefaultMaxSubscriptions,
+		RequestsPerSecond: DefaultRequestsPerSecond,
+		RequestBurst:      DefaultRequestBurst,
+		RateLimitStrikes:  DefaultRateLimitStrikes,
+		ReplyQueue:        DefaultReplyQueue,
+	}
+}

@@ -1,0 +1,129 @@
+package stream
+
+import (
+	"cmp"
+	"slices"
+)
+
+// route is one session a topic flows to and the session's mailbox slot for
+// that topic, so that a publish reaches the slot without a lookup.
+type route struct {
+	s  *Session
+	st *subTopic
+}
+
+type patternEntry struct {
+	pat      Pattern
+	sessions map[*Session]struct{}
+}
+
+// subscribersLocked returns the topic's routes as a slice that is never
+// modified afterwards, so it can be used after r.mu is released. It is
+// rebuilt only after the set changed, which is rare next to publishes.
+//
+// The routes are sorted by Session.order, the same order in every topic, so
+// a batch can merge its topics' lists session by session without a map
+// (batch.deliver).
+func (t *topic) subscribersLocked() []route {
+	if t.subsList == nil && len(t.subs) > 0 {
+		l := make([]route, 0, len(t.subs))
+		for s, st := range t.subs {
+			l = append(l, route{s, st})
+		}
+		slices.SortFunc(l, func(a, b route) int { return cmp.Compare(a.s.order, b.s.order) })
+		t.subsList = l
+	}
+	return t.subsList
+}
+
+// snapFrame is one topic's latest value for a new subscriber's snapshot.
+type snapFrame struct {
+	st    *subTopic
+	seq   uint64
+	frame []byte
+}
+
+// addPatterns indexes s's new patterns and routes the matching topics to s.
+// It returns the snapshot (latest value of each topic that was not flowing
+// to s yet) and the topics that gained their first subscriber. s.mu is held.
+func (r *Registry) addPatterns(s *Session, add []Pattern) (snap []snapFrame, demand []*topic) {
+	if len(add) == 0 {
+		return nil, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range add {
+		e := r.patterns[p.raw]
+		if e == nil {
+			e = &patternEntry{pat: p, sessions: make(map[*Session]struct{})}
+			r.patterns[p.raw] = e
+		}
+		e.sessions[s] = struct{}{}
+	}
+	consider := func(t *topic) {
+		if t.subs[s] != nil {
+			return // already flowing through another pattern: no second snapshot
+		}
+		st := &subTopic{t: t}
+		t.subs[s] = st
+		t.subsList = nil
+		if len(t.subs) == 1 {
+			demand = append(demand, t)
+		}
+		if t.seq > 0 && t.frame != nil {
+			snap = append(snap, snapFrame{st, t.seq, t.frame})
+		}
+	}
+	for _, p := range add {
+		if p.Literal() {
+			if t := r.topics[p.raw]; t != nil {
+				consider(t)
+			}
+			continue
+		}
+		for _, t := range r.topics {
+			if p.Match(t.name) {
+				consider(t)
+			}
+		}
+	}
+	return snap, demand
+}
+
+// removePatterns unindexes s's removed patterns and unroutes the topics that
+// none of s's remaining patterns match. It returns the unrouted topics'
+// mailbox slots, which the caller (holding s.mu) drops, and the topics that
+// lost their last subscriber.
+func (r *Registry) removePatterns(s *Session, removed, remaining []Pattern) (unrouted []*subTopic, demand []*topic) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range removed {
+		if e := r.patterns[p.raw]; e != nil {
+			delete(e.sessions, s)
+			if len(e.sessions) == 0 {
+				delete(r.patterns, p.raw)
+			}
+		}
+	}
+	for _, t := range r.topics {
+		st := t.subs[s]
+		if st == nil || matchAny(remaining, t.name) {
+			continue
+		}
+		delete(t.subs, s)
+		t.subsList = nil
+		unrouted = append(unrouted, st)
+		if len(t.subs) == 0 {
+			demand = append(demand, t)
+		}
+	}
+	return unrouted, demand
+}
+
+// removeSession unroutes a closed session (whose patterns were pats) from
+// every pattern and topic: removePatterns with no pattern remaining. The
+// slots need no dropping: a closed session takes no offer.
+func (r *Registry) removeSession(s *Session, pats []Pattern) (demand []*topic) {
+	_, demand = r.removePatterns(s, pats, nil)
+	return demand
+}
