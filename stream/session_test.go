@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,36 +13,6 @@ import (
 	"github.com/opsdash/opsdash/collectors"
 	"github.com/opsdash/opsdash/stream"
 )
-
-func collectorsSample(topic string, v int) collectors.Sample {
-	return collectors.Sample{Topic: topic, Time: time.Now(), Data: map[string]int{"v": v}}
-}
-
-func newRegistry(t *testing.T) *stream.Registry {
-	t.Helper()
-	return stream.NewRegistry(stream.RegistryConfig{Host: "web-1", Instance: "inst-1"})
-}
-
-func openSession(t *testing.T, r *stream.Registry, c *fakeConn, cfg stream.SessionConfig) *stream.Session {
-	t.Helper()
-	s := r.Open(c, cfg)
-	t.Cleanup(func() { c.open(); s.Close(1000, "test over") })
-	return s
-}
-
-func assertRising(t *testing.T, ms []msg) {
-	t.Helper()
-	last := map[string]uint64{}
-	for _, m := range ms {
-		if m.Type != "update" {
-			continue
-		}
-		if m.Seq <= last[m.Topic] {
-			t.Fatalf("topic %s: seq %d after %d", m.Topic, m.Seq, last[m.Topic])
-		}
-		last[m.Topic] = m.Seq
-	}
-}
 
 func TestHelloFirst(t *testing.T) {
 	r := newRegistry(t)
@@ -141,29 +109,6 @@ func TestSubscribeDuringPublishOrdering(t *testing.T) {
 	}
 }
 
-func TestSeqStrictlyRisesWithConcurrentPublishers(t *testing.T) {
-	r := newRegistry(t)
-	c := newFakeConn(t)
-	s := openSession(t, r, c, stream.SessionConfig{})
-	mustHandle(t, s, `{"type":"subscribe","id":"s","topics":[">"]}`)
-	var wg sync.WaitGroup
-	for range 4 { // several publishers race on the same topics
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 1000 {
-				publish(r, fmt.Sprintf("app.t%d", i%3), i)
-			}
-		}()
-	}
-	wg.Wait()
-	for _, tp := range []string{"app.t0", "app.t1", "app.t2"} {
-		st, _ := r.Topic(tp, 0)
-		c.waitMsg(t, "newest of "+tp, isUpdate(tp, st.Seq))
-	}
-	assertRising(t, c.messages())
-}
-
 func TestUnsubscribe(t *testing.T) {
 	r := newRegistry(t)
 	c := newGatedConn(t)
@@ -232,64 +177,6 @@ func TestResubscribeGetsSnapshot(t *testing.T) {
 	publish(r, "web-1.cpu", 2)
 	mustHandle(t, s, `{"type":"subscribe","id":"3","topics":["web-1.cpu"]}`)
 	c.waitMsg(t, "snapshot after resubscribe", isUpdate("web-1.cpu", 2))
-}
-
-// A reader that stalls while a topic is published thousands of times gets,
-// when it reads again, the newest value and not a backlog; the mailbox never
-// holds more than one value per topic; another session keeps receiving.
-func TestStalledReaderGetsNewestValue(t *testing.T) {
-	r := newRegistry(t)
-	topics := []string{"app.a", "app.b", "app.c"}
-	for _, tp := range topics {
-		publish(r, tp, 0)
-	}
-	slow := newGatedConn(t)
-	ss := openSession(t, r, slow, stream.SessionConfig{})
-	mustHandle(t, ss, `{"type":"subscribe","id":"1","topics":["app.*"]}`)
-	waitFor(t, "slow writer blocked", slow.blocked)
-	fast := newFakeConn(t)
-	fs := openSession(t, r, fast, stream.SessionConfig{})
-	mustHandle(t, fs, `{"type":"subscribe","id":"1","topics":["app.*"]}`)
-
-	const n = 5000
-	pad := strings.Repeat("x", 3000) // a few KiB per value
-	maxPending := 0
-	for i := 1; i <= n; i++ {
-		data := json.RawMessage(fmt.Sprintf(`{"v":%d,"pad":%q}`, i, pad))
-		for _, tp := range topics {
-			r.Publish(collectors.Sample{Topic: tp, Time: time.Now(), Data: data})
-		}
-		if i%100 == 0 {
-			maxPending = max(maxPending, ss.Pending())
-		}
-	}
-	if maxPending > len(topics) {
-		t.Fatalf("stalled mailbox held %d values for %d topics", maxPending, len(topics))
-	}
-	if st := r.Stats(); st.Dropped.Stale < uint64(len(topics)*(n-2)) {
-		t.Fatalf("Dropped.Stale = %d, want >= %d", st.Dropped.Stale, len(topics)*(n-2))
-	}
-	newest := uint64(n + 1) // seq 1 was the value published before subscribing
-	for _, tp := range topics {
-		fast.waitMsg(t, "fast reader newest "+tp, isUpdate(tp, newest))
-	}
-	if got := len(slow.messages()); got != 0 {
-		t.Fatalf("stalled reader received %d frames while blocked", got)
-	}
-
-	slow.open()
-	for _, tp := range topics {
-		slow.waitMsg(t, "slow reader newest "+tp, isUpdate(tp, newest))
-	}
-	ms := slow.messages()
-	assertRising(t, ms)
-	for _, tp := range topics {
-		seqs := updates(ms, tp)
-		// The snapshot (seq 1, in the blocked batch), then the newest: a gap, no backlog.
-		if !slices.Equal(seqs, []uint64{1, newest}) {
-			t.Fatalf("%s: slow reader got seqs %v, want [1 %d]", tp, seqs, newest)
-		}
-	}
 }
 
 func TestInvalidRequests(t *testing.T) {
@@ -369,34 +256,6 @@ func TestListAndPing(t *testing.T) {
 		if _, ok := got[i]["data"]; ok {
 			t.Errorf("topics[%d] carries data", i)
 		}
-	}
-}
-
-func TestStatusFrames(t *testing.T) {
-	r := newRegistry(t)
-	r.Declare(collectors.TopicInfo{Name: "web-1.disk.io", Interval: time.Second})
-	r.Declare(collectors.TopicInfo{Name: "web-1.cpu", Interval: time.Second})
-	c := newFakeConn(t)
-	s := openSession(t, r, c, stream.SessionConfig{})
-	mustHandle(t, s, `{"type":"subscribe","id":"1","topics":["web-1.disk.io"]}`)
-	r.SetStatus("web-1.disk.io", errors.New("permission denied"))
-	r.SetStatus("web-1.disk.io", errors.New("permission denied")) // no change, no frame
-	r.SetStatus("web-1.cpu", errors.New("boom"))                  // not subscribed
-	m, _ := c.waitMsg(t, "status failing", func(m msg) bool { return m.Type == "status" })
-	if m.Topic != "web-1.disk.io" || m.Status != "failing" || m.Error != "permission denied" {
-		t.Fatalf("status = %+v", m)
-	}
-	publish(r, "web-1.disk.io", 1)
-	r.SetStatus("web-1.disk.io", nil)
-	c.waitMsg(t, "status ok", func(m msg) bool { return m.Type == "status" && m.Status == "ok" })
-	var statuses []msg
-	for _, m := range c.messages() {
-		if m.Type == "status" {
-			statuses = append(statuses, m)
-		}
-	}
-	if len(statuses) != 2 || statuses[1].Error != "" {
-		t.Fatalf("status frames = %+v, want failing then ok", statuses)
 	}
 }
 
@@ -491,90 +350,6 @@ func TestRateLimitStrikesResetOnAcceptedRequest(t *testing.T) {
 	}
 }
 
-func TestWriteTimeoutClosesSession(t *testing.T) {
-	r := newRegistry(t)
-	c := newFakeConn(t)
-	c.err = fmt.Errorf("write: %w", os.ErrDeadlineExceeded)
-	s := r.Open(c, stream.SessionConfig{})
-	s.Hello()
-	select {
-	case <-s.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("session not closed after a write timeout")
-	}
-	if closed, code, reason := c.closeState(); !closed || code != 4008 || reason != "write timeout" {
-		t.Fatalf("conn closed=%v code=%d reason=%q, want 4008 write timeout", closed, code, reason)
-	}
-	st := r.Stats()
-	if st.WriteTimeouts != 1 || st.WriteErrors != 1 || st.Sessions != 0 {
-		t.Fatalf("stats %+v", st)
-	}
-	// Handle on a closed session does nothing.
-	if err := s.Handle([]byte(`{"type":"ping"}`)); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestFullReplyQueueBlocksHandle(t *testing.T) {
-	r := newRegistry(t)
-	c := newGatedConn(t)
-	s := openSession(t, r, c, stream.SessionConfig{ReplyQueue: 2})
-	s.Hello()
-	waitFor(t, "writer blocked on hello", c.blocked)
-	mustHandle(t, s, `{"type":"ping","id":"1"}`)
-	mustHandle(t, s, `{"type":"ping","id":"2"}`)
-	returned := make(chan error, 1)
-	go func() { returned <- s.Handle([]byte(`{"type":"ping","id":"3"}`)) }()
-	select {
-	case err := <-returned:
-		t.Fatalf("Handle returned (%v) while the reply FIFO was full", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	if st := r.Stats(); st.ReplyQueueDepth != 2 {
-		t.Fatalf("ReplyQueueDepth = %d, want 2", st.ReplyQueueDepth)
-	}
-	c.open()
-	select {
-	case err := <-returned:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Handle still blocked after the reader resumed")
-	}
-	c.waitMsg(t, "pong 3", isReply("pong", "3"))
-	var ids []string
-	for _, m := range c.messages() {
-		ids = append(ids, m.Type+m.ID)
-	}
-	if !slices.Equal(ids, []string{"hello", "pong1", "pong2", "pong3"}) {
-		t.Fatalf("frames %v, want replies in order", ids)
-	}
-}
-
-func TestCloseUnblocksHandle(t *testing.T) {
-	r := newRegistry(t)
-	c := newGatedConn(t)
-	s := openSession(t, r, c, stream.SessionConfig{ReplyQueue: 1})
-	s.Hello()
-	waitFor(t, "writer blocked", c.blocked)
-	mustHandle(t, s, `{"type":"ping","id":"1"}`)
-	returned := make(chan error, 1)
-	go func() { returned <- s.Handle([]byte(`{"type":"ping","id":"2"}`)) }()
-	s.Close(1001, "going away")
-	select {
-	case err := <-returned:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Handle still blocked after Close")
-	}
-	if closed, code, _ := c.closeState(); !closed || code != 1001 {
-		t.Fatalf("conn closed=%v code=%d", closed, code)
-	}
-}
-
 func TestSubscribeWithoutReply(t *testing.T) {
 	r := newRegistry(t)
 	publish(r, "web-1.cpu", 1)
@@ -597,29 +372,6 @@ func TestSubscribeWithoutReply(t *testing.T) {
 	s.Close(1000, "")
 	if err := s.Subscribe([]string{"x"}); !errors.Is(err, stream.ErrSessionClosed) {
 		t.Fatalf("Subscribe on a closed session = %v", err)
-	}
-}
-
-func TestCloseAll(t *testing.T) {
-	r := newRegistry(t)
-	var conns []*fakeConn
-	for range 5 {
-		c := newFakeConn(t)
-		s := r.Open(c, stream.SessionConfig{})
-		mustHandle(t, s, `{"type":"subscribe","id":"1","topics":[">"]}`)
-		conns = append(conns, c)
-	}
-	if r.Sessions() != 5 {
-		t.Fatalf("Sessions() = %d", r.Sessions())
-	}
-	r.CloseAll(1001, "server going away")
-	for _, c := range conns {
-		if closed, code, reason := c.closeState(); !closed || code != 1001 || reason != "server going away" {
-			t.Fatalf("closed=%v code=%d reason=%q", closed, code, reason)
-		}
-	}
-	if st := r.Stats(); r.Sessions() != 0 || st.Subscriptions != 0 || r.PatternCount() != 0 {
-		t.Fatalf("after CloseAll: sessions %d, subscriptions %d, patterns %d", r.Sessions(), st.Subscriptions, r.PatternCount())
 	}
 }
 
@@ -682,24 +434,4 @@ func TestCyclesLeaveNothingBehind(t *testing.T) {
 		defer demandMu.Unlock()
 		return !demand["web-1.cpu"] && !demand["web-1.mem"]
 	})
-}
-
-func TestIdleSessionHasNoWriter(t *testing.T) {
-	r := newRegistry(t)
-	c := newFakeConn(t)
-	s := openSession(t, r, c, stream.SessionConfig{})
-	s.Hello()
-	mustHandle(t, s, `{"type":"subscribe","id":"1","topics":["app.a"]}`)
-	publish(r, "app.a", 1)
-	c.waitMsg(t, "update", isUpdate("app.a", 1))
-	waitFor(t, "writer to exit", func() bool { return r.Stats().Writers == 0 })
-	publish(r, "app.a", 2) // a new writer starts on demand
-	c.waitMsg(t, "update 2", isUpdate("app.a", 2))
-	// A frame is counted once its write returns, which can be after the
-	// connection has recorded it.
-	waitFor(t, "the second update to be counted", func() bool { return r.Stats().Sent.Update >= 2 })
-	st := r.Stats()
-	if st.Sent.Hello != 1 || st.Sent.Subscribed != 1 || st.Sent.Update != 2 || st.UpdatesOffered != 2 {
-		t.Fatalf("counters %+v", st.Sent)
-	}
 }

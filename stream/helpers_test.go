@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opsdash/opsdash/collectors"
 	"github.com/opsdash/opsdash/stream"
 )
 
@@ -193,4 +194,34 @@ func contextWithCancel(t *testing.T) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	return ctx, cancel
+}
+
+func collectorsSample(topic string, v int) collectors.Sample {
+	return collectors.Sample{Topic: topic, Time: time.Now(), Data: map[string]int{"v": v}}
+}
+
+func newRegistry(t *testing.T) *stream.Registry {
+	t.Helper()
+	return stream.NewRegistry(stream.RegistryConfig{Host: "web-1", Instance: "inst-1"})
+}
+
+func openSession(t *testing.T, r *stream.Registry, c *fakeConn, cfg stream.SessionConfig) *stream.Session {
+	t.Helper()
+	s := r.Open(c, cfg)
+	t.Cleanup(func() { c.open(); s.Close(1000, "test over") })
+	return s
+}
+
+func assertRising(t *testing.T, ms []msg) {
+	t.Helper()
+	last := map[string]uint64{}
+	for _, m := range ms {
+		if m.Type != "update" {
+			continue
+		}
+		if m.Seq <= last[m.Topic] {
+			t.Fatalf("topic %s: seq %d after %d", m.Topic, m.Seq, last[m.Topic])
+		}
+		last[m.Topic] = m.Seq
+	}
 }

@@ -1,0 +1,78 @@
+package stream_test
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/opsdash/opsdash/collectors"
+	"github.com/opsdash/opsdash/stream"
+)
+
+func TestHistoryBound(t *testing.T) {
+	r := stream.NewRegistry(stream.RegistryConfig{HistoryLen: 5})
+	for i := 1; i <= 12; i++ {
+		publish(r, "app.a", i)
+	}
+	st, _ := r.Topic("app.a", 100)
+	var seqs []uint64
+	for _, h := range st.History {
+		seqs = append(seqs, h.Seq)
+	}
+	if !slices.Equal(seqs, []uint64{8, 9, 10, 11, 12}) {
+		t.Fatalf("history seqs = %v", seqs)
+	}
+	if string(st.History[4].Data) != `{"v":12}` || string(st.Data) != `{"v":12}` {
+		t.Fatalf("latest = %s / %s", st.History[4].Data, st.Data)
+	}
+	st, _ = r.Topic("app.a", 2)
+	if len(st.History) != 2 || st.History[0].Seq != 11 {
+		t.Fatalf("history(2) = %+v", st.History)
+	}
+	if st, _ := r.Topic("app.a", 0); st.History != nil {
+		t.Fatal("history without asking")
+	}
+
+	// The byte bound drops the oldest values first but keeps the latest.
+	r = stream.NewRegistry(stream.RegistryConfig{HistoryLen: 100, HistoryBytes: 22})
+	for i := 1; i <= 10; i++ {
+		publish(r, "app.a", i) // {"v":N} is 7-8 bytes
+	}
+	st, _ = r.Topic("app.a", 100)
+	if len(st.History) != 3 || st.History[2].Seq != 10 {
+		t.Fatalf("byte-bounded history = %+v", st.History)
+	}
+	r.Publish(collectors.Sample{Topic: "app.big", Data: map[string]string{"s": "more than twenty-two bytes of payload"}})
+	if st, _ := r.Topic("app.big", 10); len(st.History) != 1 {
+		t.Fatalf("oversized latest value not kept: %+v", st.History)
+	}
+}
+
+func TestStatusFrames(t *testing.T) {
+	r := newRegistry(t)
+	r.Declare(collectors.TopicInfo{Name: "web-1.disk.io", Interval: time.Second})
+	r.Declare(collectors.TopicInfo{Name: "web-1.cpu", Interval: time.Second})
+	c := newFakeConn(t)
+	s := openSession(t, r, c, stream.SessionConfig{})
+	mustHandle(t, s, `{"type":"subscribe","id":"1","topics":["web-1.disk.io"]}`)
+	r.SetStatus("web-1.disk.io", errors.New("permission denied"))
+	r.SetStatus("web-1.disk.io", errors.New("permission denied")) // no change, no frame
+	r.SetStatus("web-1.cpu", errors.New("boom"))                  // not subscribed
+	m, _ := c.waitMsg(t, "status failing", func(m msg) bool { return m.Type == "status" })
+	if m.Topic != "web-1.disk.io" || m.Status != "failing" || m.Error != "permission denied" {
+		t.Fatalf("status = %+v", m)
+	}
+	publish(r, "web-1.disk.io", 1)
+	r.SetStatus("web-1.disk.io", nil)
+	c.waitMsg(t, "status ok", func(m msg) bool { return m.Type == "status" && m.Status == "ok" })
+	var statuses []msg
+	for _, m := range c.messages() {
+		if m.Type == "status" {
+			statuses = append(statuses, m)
+		}
+	}
+	if len(statuses) != 2 || statuses[1].Error != "" {
+		t.Fatalf("status frames = %+v, want failing then ok", statuses)
+	}
+}
