@@ -26,7 +26,7 @@ const batchChunk = 64
 // nothing allocated per batch.
 func (b batch) deliver() {
 	var pos [batchChunk]int // per value: its next route
-	var sts [batchChunk]*subTopic
+	var slots [batchChunk]*slot
 	for start := 0; start < len(b); start += batchChunk {
 		vals := b[start:min(start+batchChunk, len(b))]
 		clear(pos[:])
@@ -45,11 +45,11 @@ func (b batch) deliver() {
 			for i, v := range vals {
 				if p := pos[i]; p < len(v.subs) && v.subs[p].s == next {
 					mask |= 1 << i
-					sts[i] = v.subs[p].st
+					slots[i] = v.subs[p].slot
 					pos[i]++
 				}
 			}
-			next.offerBatch(vals, mask, &sts)
+			next.offerBatch(vals, mask, &slots)
 		}
 	}
 }

@@ -148,11 +148,11 @@ func BenchmarkOffer(b *testing.B) {
 			b.Fatal(err)
 		}
 		t := r.topics["app.a"]
-		st, frame, seq := t.subs[s], t.frame, t.seq
+		sl, frame, seq := t.subs[s], t.frame, t.seq
 		b.ReportAllocs()
 		for b.Loop() {
 			seq++
-			s.offerUpdate(st, seq, frame)
+			s.offerUpdate(sl, seq, frame)
 		}
 		b.StopTimer()
 		close(c.closed)
@@ -166,11 +166,11 @@ func BenchmarkOffer(b *testing.B) {
 			b.Fatal(err)
 		}
 		t := r.topics["app.a"]
-		st, frame, seq := t.subs[s], t.frame, t.seq
+		sl, frame, seq := t.subs[s], t.frame, t.seq
 		b.ReportAllocs()
 		for b.Loop() {
 			seq++
-			s.offerUpdate(st, seq, frame)
+			s.offerUpdate(sl, seq, frame)
 		}
 		b.StopTimer()
 		s.Close(1000, "")
@@ -191,7 +191,7 @@ func BenchmarkPublishNoSubscribers(b *testing.B) {
 func waitIdle(b *testing.B, r *Registry) {
 	b.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for r.st.writers.Load() != 0 {
+	for r.counters.writers.Load() != 0 {
 		if time.Now().After(deadline) {
 			b.Fatal("writers did not finish")
 		}

@@ -34,11 +34,11 @@ func (d *demandRecorder) get() []string {
 
 func topicStatus(t *testing.T, r *stream.Registry, name string) string {
 	t.Helper()
-	st, ok := r.Topic(name, 0)
+	state, ok := r.Topic(name, 0)
 	if !ok {
 		t.Fatalf("topic %s unknown", name)
 	}
-	return st.Status
+	return state.Status
 }
 
 func TestDemand(t *testing.T) {

@@ -32,12 +32,12 @@ func (r *Registry) expire(now time.Time) int {
 	if len(removed) == 0 {
 		return 0
 	}
-	r.st.expired.Add(uint64(len(removed)))
+	r.counters.expired.Add(uint64(len(removed)))
 	ts := make([]*topic, len(removed))
 	for i, g := range removed {
 		ts[i] = g.t
 		for _, rt := range g.subs {
-			rt.s.forget(rt.st)
+			rt.s.forget(rt.slot)
 		}
 	}
 	r.notifyDemand(ts)

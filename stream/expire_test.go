@@ -26,8 +26,8 @@ func TestPublishedTopicCapAndTTL(t *testing.T) {
 	if err := pub("app.c"); !errors.Is(err, stream.ErrTooManyTopics) {
 		t.Fatalf("third topic: %v, want ErrTooManyTopics", err)
 	}
-	if st := r.Stats(); st.PublishedTopics != 2 || st.Topics != 3 {
-		t.Fatalf("topics %d published %d", st.Topics, st.PublishedTopics)
+	if stats := r.Stats(); stats.PublishedTopics != 2 || stats.Topics != 3 {
+		t.Fatalf("topics %d published %d", stats.Topics, stats.PublishedTopics)
 	}
 	c.waitMsg(t, "app.a seq 2", isUpdate("app.a", 2))
 
@@ -38,8 +38,8 @@ func TestPublishedTopicCapAndTTL(t *testing.T) {
 		t.Fatalf("expired %d topics, want 2", n)
 	}
 	var names []string
-	for _, st := range r.Topics() {
-		names = append(names, st.Name)
+	for _, state := range r.Topics() {
+		names = append(names, state.Name)
 	}
 	if !slices.Equal(names, []string{"web-1.cpu"}) {
 		t.Fatalf("topics after expiry = %v", names)

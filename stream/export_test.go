@@ -29,11 +29,11 @@ func (s *Session) Pending() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
-	for _, st := range s.pending {
-		if st.update != nil {
+	for _, sl := range s.pending {
+		if sl.update != nil {
 			n++
 		}
-		if st.status != nil {
+		if sl.status != nil {
 			n++
 		}
 	}

@@ -6,23 +6,23 @@ import (
 )
 
 // mailbox is a session's pending output, guarded by Session.mu:
-//   - per flowing topic, a slot (subTopic) with the newest pending update
+//   - per flowing topic, a slot with the newest pending update
 //     and status (an unsent older value is replaced: conflation), so memory
 //     is bounded by the number of subscribed topics whatever the reader
-//     does. The slots hang off the topics' routes (registry.go), where a
+//     does. The slots hang off the topics' routes (routes.go), where a
 //     publish finds them; the session itself keeps no index of them;
 //   - pending: the slots with something pending, in the order they became
 //     pending, which makes each drain fair across topics;
 //   - replies: a short FIFO (hello, subscribed, topics, pong, error...),
 //     never conflated; Handle blocks while it holds ReplyQueue entries.
 type mailbox struct {
-	pending []*subTopic
+	pending []*slot
 	replies []reply
 }
 
-// subTopic is one topic flowing to one session: the session's mailbox slot
+// slot is one topic flowing to one session: the session's mailbox slot
 // for it. t is set at creation; the other fields are guarded by Session.mu.
-type subTopic struct {
+type slot struct {
 	t       *topic
 	lastSeq uint64 // highest seq queued or sent (update's seq while one is pending): a topic's seq only grows on a connection
 	update  []byte // pending update frame (shared), nil if none
@@ -40,23 +40,23 @@ type reply struct {
 	json []byte
 }
 
-// flowingLocked reports whether st's topic still flows to the session. A
+// flowingLocked reports whether sl's topic still flows to the session. A
 // topic that expired counts as gone even before the expiry reached the
 // session (forget), as a lookup in the registry would have said.
-func (st *subTopic) flowingLocked() bool {
-	return !st.dropped && !st.t.removed.Load()
+func (sl *slot) flowingLocked() bool {
+	return !sl.dropped && !sl.t.removed.Load()
 }
 
-// offerUpdate puts a published value into the mailbox slot st without
+// offerUpdate puts a published value into the mailbox slot sl without
 // blocking beyond s.mu, replacing an unsent older value of the same topic.
-func (s *Session) offerUpdate(st *subTopic, seq uint64, frame []byte) {
+func (s *Session) offerUpdate(sl *slot, seq uint64, frame []byte) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		s.r.st.dropClosed.Add(1)
+		s.r.counters.dropClosed.Add(1)
 		return
 	}
-	start := s.offerUpdateLocked(st, seq, frame) && s.kickLocked()
+	start := s.offerUpdateLocked(sl, seq, frame) && s.kickLocked()
 	s.mu.Unlock()
 	if start {
 		s.startWriter()
@@ -64,19 +64,19 @@ func (s *Session) offerUpdate(st *subTopic, seq uint64, frame []byte) {
 }
 
 // offerBatch offers the values of vals whose bit is set in mask (the ones
-// this session subscribes to; sts[i] is its slot for vals[i]) under one
+// this session subscribes to; slots[i] is its slot for vals[i]) under one
 // lock, then starts the writer once.
-func (s *Session) offerBatch(vals []batchValue, mask uint64, sts *[batchChunk]*subTopic) {
+func (s *Session) offerBatch(vals []batchValue, mask uint64, slots *[batchChunk]*slot) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		s.r.st.dropClosed.Add(uint64(bits.OnesCount64(mask)))
+		s.r.counters.dropClosed.Add(uint64(bits.OnesCount64(mask)))
 		return
 	}
 	queued := false
 	for m := mask; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros64(m)
-		if s.offerUpdateLocked(sts[i], vals[i].seq, vals[i].frame) {
+		if s.offerUpdateLocked(slots[i], vals[i].seq, vals[i].frame) {
 			queued = true
 		}
 	}
@@ -87,35 +87,35 @@ func (s *Session) offerBatch(vals []batchValue, mask uint64, sts *[batchChunk]*s
 	}
 }
 
-// offerUpdateLocked queues the update in st and reports whether something
+// offerUpdateLocked queues the update in sl and reports whether something
 // new is pending.
-func (s *Session) offerUpdateLocked(st *subTopic, seq uint64, frame []byte) bool {
-	if !st.flowingLocked() {
-		s.r.st.dropUnsub.Add(1)
+func (s *Session) offerUpdateLocked(sl *slot, seq uint64, frame []byte) bool {
+	if !sl.flowingLocked() {
+		s.r.counters.dropUnsub.Add(1)
 		return false
 	}
-	if seq <= st.lastSeq { // an older value overtaken by a newer one (concurrent publishes)
-		s.r.st.dropStale.Add(1)
+	if seq <= sl.lastSeq { // an older value overtaken by a newer one (concurrent publishes)
+		s.r.counters.dropStale.Add(1)
 		return false
 	}
-	if st.update != nil {
-		s.r.st.dropStale.Add(1) // conflation: the unsent older value is replaced
+	if sl.update != nil {
+		s.r.counters.dropStale.Add(1) // conflation: the unsent older value is replaced
 	}
-	st.update, st.lastSeq = frame, seq
-	s.queueLocked(st)
+	sl.update, sl.lastSeq = frame, seq
+	s.queueLocked(sl)
 	return true
 }
 
-// offerStatus puts a status frame into the mailbox slot st, replacing an
+// offerStatus puts a status frame into the mailbox slot sl, replacing an
 // unsent one.
-func (s *Session) offerStatus(st *subTopic, frame []byte) {
+func (s *Session) offerStatus(sl *slot, frame []byte) {
 	s.mu.Lock()
-	if s.closed || !st.flowingLocked() {
+	if s.closed || !sl.flowingLocked() {
 		s.mu.Unlock()
 		return
 	}
-	st.status = frame
-	s.queueLocked(st)
+	sl.status = frame
+	s.queueLocked(sl)
 	start := s.kickLocked()
 	s.mu.Unlock()
 	if start {
@@ -123,40 +123,40 @@ func (s *Session) offerStatus(st *subTopic, frame []byte) {
 	}
 }
 
-func (s *Session) queueLocked(st *subTopic) {
-	if !st.queued {
-		st.queued = true
-		s.pending = append(s.pending, st)
+func (s *Session) queueLocked(sl *slot) {
+	if !sl.queued {
+		sl.queued = true
+		s.pending = append(s.pending, sl)
 	}
 }
 
-// dropTopicLocked stops a topic flowing to the session: its pending update
-// is dropped (counted in drop), and later offers to st are dropped too.
+// dropSlotLocked stops a topic flowing to the session: its pending update
+// is dropped (counted in drop), and later offers to sl are dropped too.
 // Dropping a slot twice does nothing the second time.
-func (s *Session) dropTopicLocked(st *subTopic, drop *atomic.Uint64) {
-	if st.dropped {
+func (s *Session) dropSlotLocked(sl *slot, drop *atomic.Uint64) {
+	if sl.dropped {
 		return
 	}
-	st.dropped = true
-	if st.update != nil {
+	sl.dropped = true
+	if sl.update != nil {
 		drop.Add(1)
 	}
-	if st.queued {
+	if sl.queued {
 		for i, p := range s.pending {
-			if p == st {
+			if p == sl {
 				s.pending = append(s.pending[:i], s.pending[i+1:]...)
 				break
 			}
 		}
 	}
-	st.update, st.status, st.queued = nil, nil, false
+	sl.update, sl.status, sl.queued = nil, nil, false
 }
 
 // forget drops the slot of an expired topic.
-func (s *Session) forget(st *subTopic) {
+func (s *Session) forget(sl *slot) {
 	s.mu.Lock()
 	if !s.closed {
-		s.dropTopicLocked(st, &s.r.st.dropUnsub)
+		s.dropSlotLocked(sl, &s.r.counters.dropUnsub)
 	}
 	s.mu.Unlock()
 }

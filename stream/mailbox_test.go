@@ -45,8 +45,8 @@ func TestStalledReaderGetsNewestValue(t *testing.T) {
 	if maxPending > len(topics) {
 		t.Fatalf("stalled mailbox held %d values for %d topics", maxPending, len(topics))
 	}
-	if st := r.Stats(); st.Dropped.Stale < uint64(len(topics)*(n-2)) {
-		t.Fatalf("Dropped.Stale = %d, want >= %d", st.Dropped.Stale, len(topics)*(n-2))
+	if stats := r.Stats(); stats.Dropped.Stale < uint64(len(topics)*(n-2)) {
+		t.Fatalf("Dropped.Stale = %d, want >= %d", stats.Dropped.Stale, len(topics)*(n-2))
 	}
 	newest := uint64(n + 1) // seq 1 was the value published before subscribing
 	for _, tp := range topics {
@@ -88,8 +88,8 @@ func TestSeqStrictlyRisesWithConcurrentPublishers(t *testing.T) {
 	}
 	wg.Wait()
 	for _, tp := range []string{"app.t0", "app.t1", "app.t2"} {
-		st, _ := r.Topic(tp, 0)
-		c.waitMsg(t, "newest of "+tp, isUpdate(tp, st.Seq))
+		state, _ := r.Topic(tp, 0)
+		c.waitMsg(t, "newest of "+tp, isUpdate(tp, state.Seq))
 	}
 	assertRising(t, c.messages())
 }
@@ -109,8 +109,8 @@ func TestFullReplyQueueBlocksHandle(t *testing.T) {
 		t.Fatalf("Handle returned (%v) while the reply FIFO was full", err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	if st := r.Stats(); st.ReplyQueueDepth != 2 {
-		t.Fatalf("ReplyQueueDepth = %d, want 2", st.ReplyQueueDepth)
+	if stats := r.Stats(); stats.ReplyQueueDepth != 2 {
+		t.Fatalf("ReplyQueueDepth = %d, want 2", stats.ReplyQueueDepth)
 	}
 	c.open()
 	select {

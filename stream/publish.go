@@ -49,13 +49,13 @@ func (r *Registry) PublishBatch(samples []collectors.Sample) {
 
 func (r *Registry) publishSample(s collectors.Sample, b *batch) {
 	if !ValidTopic(s.Topic) {
-		r.st.encodeErrors.Add(1)
+		r.counters.encodeErrors.Add(1)
 		r.log.Warn("stream: publish: invalid topic name", "topic", s.Topic)
 		return
 	}
 	data, err := json.Marshal(s.Data)
 	if err != nil {
-		r.st.encodeErrors.Add(1)
+		r.counters.encodeErrors.Add(1)
 		r.log.Warn("stream: publish: cannot encode sample", "topic", s.Topic, "err", err)
 		return
 	}
@@ -178,8 +178,8 @@ func (r *Registry) publish(name string, ts time.Time, data []byte, api bool, b *
 	subs := t.subscribersLocked()
 	r.mu.Unlock()
 
-	r.st.published.Add(1)
-	r.st.offered.Add(uint64(len(subs)))
+	r.counters.published.Add(1)
+	r.counters.offered.Add(uint64(len(subs)))
 	if created && len(subs) > 0 {
 		r.notifyDemand([]*topic{t})
 	}
@@ -188,7 +188,7 @@ func (r *Registry) publish(name string, ts time.Time, data []byte, api bool, b *
 		return nil
 	}
 	for _, rt := range subs {
-		rt.s.offerUpdate(rt.st, seq, frame)
+		rt.s.offerUpdate(rt.slot, seq, frame)
 	}
 	return nil
 }

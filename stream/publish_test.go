@@ -36,9 +36,9 @@ func TestPublishJSON(t *testing.T) {
 			t.Errorf("PublishJSON(%q, %s) = %v, want %v", tt.topic, tt.data, err, tt.want)
 		}
 	}
-	st, ok := r.Topic("billing.orders", 0)
-	if !ok || string(st.Data) != `{"count":3,"sum_eur":10.5}` || st.Seq != 1 || st.Status != "ok" || st.TS == 0 {
-		t.Fatalf("billing.orders = %+v, %v", st, ok)
+	state, ok := r.Topic("billing.orders", 0)
+	if !ok || string(state.Data) != `{"count":3,"sum_eur":10.5}` || state.Seq != 1 || state.Status != "ok" || state.TS == 0 {
+		t.Fatalf("billing.orders = %+v, %v", state, ok)
 	}
 	if _, ok := r.Topic("billing.x", 0); ok {
 		t.Fatal("refused publish created a topic")
@@ -49,8 +49,8 @@ func TestPublishRejectsBadSamples(t *testing.T) {
 	r := stream.NewRegistry(stream.RegistryConfig{Logger: slog.New(slog.DiscardHandler)})
 	r.Publish(collectors.Sample{Topic: "app.a", Data: make(chan int)})
 	r.Publish(collectors.Sample{Topic: "App.a", Data: 1})
-	if st := r.Stats(); st.EncodeErrors != 2 || st.Topics != 0 {
-		t.Fatalf("EncodeErrors = %d, Topics = %d", st.EncodeErrors, st.Topics)
+	if stats := r.Stats(); stats.EncodeErrors != 2 || stats.Topics != 0 {
+		t.Fatalf("EncodeErrors = %d, Topics = %d", stats.EncodeErrors, stats.Topics)
 	}
 }
 
@@ -94,11 +94,11 @@ func TestPublishedTopicMemoryBound(t *testing.T) {
 		}
 		publish(r, "web-1.cpu", 10+i) // a collector's topic: {"v":NN}, 8 bytes
 	}
-	if st, _ := r.Topic("app.a", 100); len(st.History) != 6 || st.History[5].Seq != 20 {
-		t.Fatalf("published topic history: %d values ending at %d, want the newest 6 (48 of 50 bytes)", len(st.History), st.History[len(st.History)-1].Seq)
+	if state, _ := r.Topic("app.a", 100); len(state.History) != 6 || state.History[5].Seq != 20 {
+		t.Fatalf("published topic history: %d values ending at %d, want the newest 6 (48 of 50 bytes)", len(state.History), state.History[len(state.History)-1].Seq)
 	}
-	if st, _ := r.Topic("web-1.cpu", 100); len(st.History) != 20 {
-		t.Fatalf("collector topic history: %d values, want all 20 (HistoryBytes 1000)", len(st.History))
+	if state, _ := r.Topic("web-1.cpu", 100); len(state.History) != 20 {
+		t.Fatalf("collector topic history: %d values, want all 20 (HistoryBytes 1000)", len(state.History))
 	}
 	// MaxValueBytes < 0: no cap.
 	r = stream.NewRegistry(stream.RegistryConfig{MaxValueBytes: -1})

@@ -48,7 +48,7 @@ type Registry struct {
 	nextID    atomic.Uint64
 	nextOrder atomic.Uint64 // source of Session.order
 
-	st counters
+	counters counters
 }
 
 var (

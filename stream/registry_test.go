@@ -24,7 +24,7 @@ func TestCloseAll(t *testing.T) {
 			t.Fatalf("closed=%v code=%d reason=%q", closed, code, reason)
 		}
 	}
-	if st := r.Stats(); r.Sessions() != 0 || st.Subscriptions != 0 || r.PatternCount() != 0 {
-		t.Fatalf("after CloseAll: sessions %d, subscriptions %d, patterns %d", r.Sessions(), st.Subscriptions, r.PatternCount())
+	if stats := r.Stats(); r.Sessions() != 0 || stats.Subscriptions != 0 || r.PatternCount() != 0 {
+		t.Fatalf("after CloseAll: sessions %d, subscriptions %d, patterns %d", r.Sessions(), stats.Subscriptions, r.PatternCount())
 	}
 }

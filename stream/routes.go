@@ -8,8 +8,8 @@ import (
 // route is one session a topic flows to and the session's mailbox slot for
 // that topic, so that a publish reaches the slot without a lookup.
 type route struct {
-	s  *Session
-	st *subTopic
+	s    *Session
+	slot *slot
 }
 
 type patternEntry struct {
@@ -27,8 +27,8 @@ type patternEntry struct {
 func (t *topic) subscribersLocked() []route {
 	if t.subsList == nil && len(t.subs) > 0 {
 		l := make([]route, 0, len(t.subs))
-		for s, st := range t.subs {
-			l = append(l, route{s, st})
+		for s, sl := range t.subs {
+			l = append(l, route{s, sl})
 		}
 		slices.SortFunc(l, func(a, b route) int { return cmp.Compare(a.s.order, b.s.order) })
 		t.subsList = l
@@ -38,7 +38,7 @@ func (t *topic) subscribersLocked() []route {
 
 // snapFrame is one topic's latest value for a new subscriber's snapshot.
 type snapFrame struct {
-	st    *subTopic
+	slot  *slot
 	seq   uint64
 	frame []byte
 }
@@ -64,14 +64,14 @@ func (r *Registry) addPatterns(s *Session, add []Pattern) (snap []snapFrame, dem
 		if t.subs[s] != nil {
 			return // already flowing through another pattern: no second snapshot
 		}
-		st := &subTopic{t: t}
-		t.subs[s] = st
+		sl := &slot{t: t}
+		t.subs[s] = sl
 		t.subsList = nil
 		if len(t.subs) == 1 {
 			demand = append(demand, t)
 		}
 		if t.seq > 0 && t.frame != nil {
-			snap = append(snap, snapFrame{st, t.seq, t.frame})
+			snap = append(snap, snapFrame{sl, t.seq, t.frame})
 		}
 	}
 	for _, p := range add {
@@ -94,7 +94,7 @@ func (r *Registry) addPatterns(s *Session, add []Pattern) (snap []snapFrame, dem
 // none of s's remaining patterns match. It returns the unrouted topics'
 // mailbox slots, which the caller (holding s.mu) drops, and the topics that
 // lost their last subscriber.
-func (r *Registry) removePatterns(s *Session, removed, remaining []Pattern) (unrouted []*subTopic, demand []*topic) {
+func (r *Registry) removePatterns(s *Session, removed, remaining []Pattern) (unrouted []*slot, demand []*topic) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, p := range removed {
@@ -106,13 +106,13 @@ func (r *Registry) removePatterns(s *Session, removed, remaining []Pattern) (unr
 		}
 	}
 	for _, t := range r.topics {
-		st := t.subs[s]
-		if st == nil || matchAny(remaining, t.name) {
+		sl := t.subs[s]
+		if sl == nil || matchAny(remaining, t.name) {
 			continue
 		}
 		delete(t.subs, s)
 		t.subsList = nil
-		unrouted = append(unrouted, st)
+		unrouted = append(unrouted, sl)
 		if len(t.subs) == 0 {
 			demand = append(demand, t)
 		}

@@ -29,12 +29,12 @@ func TestOfferThroughStaleRouteIsDropped(t *testing.T) {
 	if err := s.Handle([]byte(`{"type":"unsubscribe","id":"1","topics":["app.a"]}`)); err != nil {
 		t.Fatal(err)
 	}
-	dropped := r.st.dropUnsub.Load()
-	routes[0].s.offerUpdate(routes[0].st, seq+1, frame)
+	dropped := r.counters.dropUnsub.Load()
+	routes[0].s.offerUpdate(routes[0].slot, seq+1, frame)
 	if n := s.Pending(); n != 0 {
 		t.Fatalf("%d values pending after an offer through an unrouted slot", n)
 	}
-	if d := r.st.dropUnsub.Load() - dropped; d != 1 {
+	if d := r.counters.dropUnsub.Load() - dropped; d != 1 {
 		t.Fatalf("dropUnsub grew by %d, want 1", d)
 	}
 
@@ -44,11 +44,11 @@ func TestOfferThroughStaleRouteIsDropped(t *testing.T) {
 	r.mu.Lock()
 	fresh := tp.subs[s]
 	r.mu.Unlock()
-	if fresh == nil || fresh == routes[0].st {
+	if fresh == nil || fresh == routes[0].slot {
 		t.Fatal("subscribing again did not make a new slot")
 	}
-	routes[0].s.offerUpdate(routes[0].st, seq+2, frame)
-	if d := r.st.dropUnsub.Load() - dropped; d != 2 {
+	routes[0].s.offerUpdate(routes[0].slot, seq+2, frame)
+	if d := r.counters.dropUnsub.Load() - dropped; d != 2 {
 		t.Fatalf("dropUnsub grew by %d, want 2: the old slot stays dropped", d)
 	}
 }

@@ -188,8 +188,8 @@ func TestBatchDeliversEachSessionItsTopics(t *testing.T) {
 	// batch (nothing else is published).
 	for _, s := range subs {
 		for _, n := range s.want {
-			st, _ := r.Topic(n, 0)
-			s.c.waitMsg(t, n, isUpdate(n, st.Seq))
+			state, _ := r.Topic(n, 0)
+			s.c.waitMsg(t, n, isUpdate(n, state.Seq))
 		}
 	}
 	waitFor(t, "writers idle", func() bool { return r.Stats().Writers == 0 })
@@ -198,7 +198,7 @@ func TestBatchDeliversEachSessionItsTopics(t *testing.T) {
 		var got []string
 		for _, m := range ms {
 			if m.Type == "update" {
-				if st, _ := r.Topic(m.Topic, 0); m.Seq == st.Seq {
+				if state, _ := r.Topic(m.Topic, 0); m.Seq == state.Seq {
 					got = append(got, m.Topic)
 				}
 			}

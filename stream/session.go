@@ -83,7 +83,7 @@ func (r *Registry) Open(conn Conn, cfg SessionConfig) *Session {
 	r.sessMu.Lock()
 	r.sessions[s] = struct{}{}
 	r.sessMu.Unlock()
-	r.st.opened.Add(1)
+	r.counters.opened.Add(1)
 	return s
 }
 
@@ -125,13 +125,13 @@ func (s *Session) Handle(msg []byte) error {
 		req.ID = rerr.ID
 	}
 	if !s.allow() {
-		s.r.st.rateLimited.Add(1)
+		s.r.counters.rateLimited.Add(1)
 		s.mu.Lock()
 		s.strikes++
 		over := s.strikes > s.cfg.RateLimitStrikes
 		s.mu.Unlock()
 		if over {
-			s.r.st.rateLimitCloses.Add(1)
+			s.r.counters.rateLimitCloses.Add(1)
 			return &CloseError{Code: CloseRateLimit, Reason: "rate limit exceeded"}
 		}
 		s.replyError(req.ID, CodeRateLimited, fmt.Sprintf("more than %g requests per second; slow down", s.cfg.RequestsPerSecond))
@@ -221,11 +221,11 @@ func (s *Session) subscribe(patterns []string, id string, withReply bool) error 
 		s.replies = append(s.replies, reply{kindSubscribed, encodeTopicsReply("subscribed", id, patterns)})
 	}
 	for _, f := range snap {
-		s.offerUpdateLocked(f.st, f.seq, f.frame)
+		s.offerUpdateLocked(f.slot, f.seq, f.frame)
 	}
 	start := s.kickLocked()
 	s.mu.Unlock()
-	s.r.st.subscriptions.Add(int64(len(add)))
+	s.r.counters.subscriptions.Add(int64(len(add)))
 	if start {
 		s.startWriter()
 	}
@@ -254,18 +254,18 @@ func (s *Session) unsubscribe(patterns []string, id string) {
 	}
 	var demand []*topic
 	if len(removed) > 0 {
-		var unrouted []*subTopic
+		var unrouted []*slot
 		unrouted, demand = s.r.removePatterns(s, removed, s.pats)
 		// Stop every topic no remaining pattern matches.
-		for _, st := range unrouted {
-			s.dropTopicLocked(st, &s.r.st.dropUnsub)
+		for _, sl := range unrouted {
+			s.dropSlotLocked(sl, &s.r.counters.dropUnsub)
 		}
 		// A pending value of a topic that expired but that the expiry has
 		// not yet made the session forget is not among the routes any more:
 		// drop it too, so nothing of it follows "unsubscribed".
 		for i := 0; i < len(s.pending); {
-			if st := s.pending[i]; st.t.removed.Load() && !matchAny(s.pats, st.t.name) {
-				s.dropTopicLocked(st, &s.r.st.dropUnsub) // removes s.pending[i]
+			if sl := s.pending[i]; sl.t.removed.Load() && !matchAny(s.pats, sl.t.name) {
+				s.dropSlotLocked(sl, &s.r.counters.dropUnsub) // removes s.pending[i]
 				continue
 			}
 			i++
@@ -274,7 +274,7 @@ func (s *Session) unsubscribe(patterns []string, id string) {
 	s.replies = append(s.replies, reply{kindUnsubscribed, encodeTopicsReply("unsubscribed", id, patterns)})
 	start := s.kickLocked()
 	s.mu.Unlock()
-	s.r.st.subscriptions.Add(-int64(len(removed)))
+	s.r.counters.subscriptions.Add(-int64(len(removed)))
 	if start {
 		s.startWriter()
 	}
@@ -292,8 +292,8 @@ func (s *Session) Close(code int, reason string) {
 	}
 	s.closed = true
 	dropped := 0
-	for _, st := range s.pending {
-		if st.update != nil {
+	for _, sl := range s.pending {
+		if sl.update != nil {
 			dropped++
 		}
 	}
@@ -302,14 +302,14 @@ func (s *Session) Close(code int, reason string) {
 	s.pats = nil
 	s.mu.Unlock()
 
-	s.r.st.dropClosed.Add(uint64(dropped))
-	s.r.st.subscriptions.Add(-int64(len(pats)))
+	s.r.counters.dropClosed.Add(uint64(dropped))
+	s.r.counters.subscriptions.Add(-int64(len(pats)))
 	demand := s.r.removeSession(s, pats)
 	s.r.notifyDemand(demand)
 	s.r.sessMu.Lock()
 	delete(s.r.sessions, s)
 	s.r.sessMu.Unlock()
-	s.r.st.closed.Add(1)
+	s.r.counters.closed.Add(1)
 	_ = s.conn.Close(code, reason)
 	close(s.done) // last: when Done fires, the session is gone and its conn closed
 }

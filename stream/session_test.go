@@ -137,8 +137,8 @@ func TestUnsubscribe(t *testing.T) {
 	if n := r.SubscriberCount("web-1.mem"); n != 0 {
 		t.Fatalf("web-1.mem still routed to %d sessions", n)
 	}
-	if st := r.Stats(); st.Subscriptions != 1 {
-		t.Fatalf("Subscriptions = %d, want 1 (*.cpu)", st.Subscriptions)
+	if stats := r.Stats(); stats.Subscriptions != 1 {
+		t.Fatalf("Subscriptions = %d, want 1 (*.cpu)", stats.Subscriptions)
 	}
 	assertRising(t, ms)
 }
@@ -209,8 +209,8 @@ func TestInvalidRequests(t *testing.T) {
 			if got := updates(c.messages(), "app.a"); len(got) != 0 {
 				t.Fatalf("refused request subscribed: %v", got)
 			}
-			if st := r.Stats(); st.Subscriptions != 0 {
-				t.Fatalf("Subscriptions = %d, want 0", st.Subscriptions)
+			if stats := r.Stats(); stats.Subscriptions != 0 {
+				t.Fatalf("Subscriptions = %d, want 0", stats.Subscriptions)
 			}
 			// A frame is counted once its write returns, which can be
 			// after the connection has recorded it.
@@ -269,8 +269,8 @@ func TestTooManySubscriptions(t *testing.T) {
 	if m.Code != stream.CodeTooManySubscriptions {
 		t.Fatalf("error = %+v", m)
 	}
-	if st := r.Stats(); st.Subscriptions != 0 || r.SubscriberCount("app.a") != 0 {
-		t.Fatalf("refused subscribe left %d patterns", st.Subscriptions)
+	if stats := r.Stats(); stats.Subscriptions != 0 || r.SubscriberCount("app.a") != 0 {
+		t.Fatalf("refused subscribe left %d patterns", stats.Subscriptions)
 	}
 	mustHandle(t, s, `{"type":"subscribe","id":"2","topics":["app.a","app.b","app.a"]}`) // duplicates count once
 	c.waitMsg(t, "subscribed 2", isReply("subscribed", "2"))
@@ -284,8 +284,8 @@ func TestTooManySubscriptions(t *testing.T) {
 	if err := s.Subscribe([]string{"app.d"}); !errors.Is(err, stream.ErrTooManySubscriptions) {
 		t.Fatalf("Subscribe past the limit = %v", err)
 	}
-	if st := r.Stats(); st.Subscriptions != 2 {
-		t.Fatalf("Subscriptions = %d, want 2", st.Subscriptions)
+	if stats := r.Stats(); stats.Subscriptions != 2 {
+		t.Fatalf("Subscriptions = %d, want 2", stats.Subscriptions)
 	}
 }
 
@@ -309,8 +309,8 @@ func TestRateLimit(t *testing.T) {
 		t.Fatalf("Handle after %d strikes = %v, want *CloseError 1008", 3, err)
 	}
 	c.waitMsg(t, "pong 2", isReply("pong", "2"))
-	if st := r.Stats(); st.RateLimited != 4 || st.RateLimitCloses != 1 {
-		t.Fatalf("RateLimited = %d, RateLimitCloses = %d; want 4, 1", st.RateLimited, st.RateLimitCloses)
+	if stats := r.Stats(); stats.RateLimited != 4 || stats.RateLimitCloses != 1 {
+		t.Fatalf("RateLimited = %d, RateLimitCloses = %d; want 4, 1", stats.RateLimited, stats.RateLimitCloses)
 	}
 }
 
@@ -419,12 +419,12 @@ func TestCyclesLeaveNothingBehind(t *testing.T) {
 	wg.Wait()
 	// Writers of sessions closed mid-write end when their write returns.
 	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= base && r.Stats().Writers == 0 })
-	st := r.Stats()
-	if st.Sessions != 0 || st.Subscriptions != 0 || st.Writers != 0 || st.MailboxDepth != 0 || st.ReplyQueueDepth != 0 {
-		t.Fatalf("left behind: %+v", st)
+	stats := r.Stats()
+	if stats.Sessions != 0 || stats.Subscriptions != 0 || stats.Writers != 0 || stats.MailboxDepth != 0 || stats.ReplyQueueDepth != 0 {
+		t.Fatalf("left behind: %+v", stats)
 	}
-	if st.SessionsOpened != 1000 || st.SessionsClosed != 1000 {
-		t.Fatalf("opened %d closed %d", st.SessionsOpened, st.SessionsClosed)
+	if stats.SessionsOpened != 1000 || stats.SessionsClosed != 1000 {
+		t.Fatalf("opened %d closed %d", stats.SessionsOpened, stats.SessionsClosed)
 	}
 	if r.PatternCount() != 0 || r.SubscriberCount("web-1.cpu") != 0 || r.SubscriberCount("web-1.mem") != 0 {
 		t.Fatal("patterns or routes left behind")

@@ -40,7 +40,7 @@ type topic struct {
 	// subs maps each session the topic flows to onto its mailbox slot for
 	// the topic. A slot is created with the route (a pattern added, or the
 	// topic appearing while a pattern matches it) and dropped with it.
-	subs     map[*Session]*subTopic
+	subs     map[*Session]*slot
 	subsList []route // immutable snapshot of subs, nil when it must be rebuilt
 
 	removed atomic.Bool // expired; read by sessions without Registry.mu
@@ -55,7 +55,7 @@ type topic struct {
 // (the lock order is Session.mu, then Registry.mu): a new slot is zero, and
 // a session reaches it only through the topic's routes, which r.mu guards.
 func (r *Registry) newTopicLocked(name string) *topic {
-	t := &topic{name: name, subs: make(map[*Session]*subTopic)}
+	t := &topic{name: name, subs: make(map[*Session]*slot)}
 	if seq, ok := r.tombstones[name]; ok {
 		t.seq = seq
 		delete(r.tombstones, name)
@@ -64,7 +64,7 @@ func (r *Registry) newTopicLocked(name string) *topic {
 		if e.pat.Match(name) {
 			for s := range e.sessions {
 				if t.subs[s] == nil {
-					t.subs[s] = &subTopic{t: t}
+					t.subs[s] = &slot{t: t}
 				}
 			}
 		}
@@ -143,7 +143,7 @@ func (r *Registry) SetStatus(name string, err error) {
 		r.notifyDemand([]*topic{t})
 	}
 	for _, rt := range subs {
-		rt.s.offerStatus(rt.st, frame)
+		rt.s.offerStatus(rt.slot, frame)
 	}
 }
 
@@ -168,7 +168,7 @@ type HistoryEntry struct {
 }
 
 func (t *topic) stateLocked() TopicState {
-	st := TopicState{
+	state := TopicState{
 		Name:        t.name,
 		IntervalMS:  t.interval.Milliseconds(),
 		Description: t.description,
@@ -176,10 +176,10 @@ func (t *topic) stateLocked() TopicState {
 		Seq:         t.seq,
 		TS:          t.ts,
 	}
-	if st.Status == StatusFailing {
-		st.Error = t.errMsg
+	if state.Status == StatusFailing {
+		state.Error = t.errMsg
 	}
-	return st
+	return state
 }
 
 // Topics lists every topic sorted by name, without data or history (the
@@ -205,12 +205,12 @@ func (r *Registry) Topic(name string, history int) (TopicState, bool) {
 	if t == nil {
 		return TopicState{}, false
 	}
-	st := t.stateLocked()
-	st.Data = t.data
+	state := t.stateLocked()
+	state.Data = t.data
 	if history > 0 {
-		st.History = t.hist.last(history)
+		state.History = t.hist.last(history)
 	}
-	return st, true
+	return state, true
 }
 
 // ring is a topic's bounded history, oldest first.

@@ -15,22 +15,22 @@ func TestHistoryBound(t *testing.T) {
 	for i := 1; i <= 12; i++ {
 		publish(r, "app.a", i)
 	}
-	st, _ := r.Topic("app.a", 100)
+	state, _ := r.Topic("app.a", 100)
 	var seqs []uint64
-	for _, h := range st.History {
+	for _, h := range state.History {
 		seqs = append(seqs, h.Seq)
 	}
 	if !slices.Equal(seqs, []uint64{8, 9, 10, 11, 12}) {
 		t.Fatalf("history seqs = %v", seqs)
 	}
-	if string(st.History[4].Data) != `{"v":12}` || string(st.Data) != `{"v":12}` {
-		t.Fatalf("latest = %s / %s", st.History[4].Data, st.Data)
+	if string(state.History[4].Data) != `{"v":12}` || string(state.Data) != `{"v":12}` {
+		t.Fatalf("latest = %s / %s", state.History[4].Data, state.Data)
 	}
-	st, _ = r.Topic("app.a", 2)
-	if len(st.History) != 2 || st.History[0].Seq != 11 {
-		t.Fatalf("history(2) = %+v", st.History)
+	state, _ = r.Topic("app.a", 2)
+	if len(state.History) != 2 || state.History[0].Seq != 11 {
+		t.Fatalf("history(2) = %+v", state.History)
 	}
-	if st, _ := r.Topic("app.a", 0); st.History != nil {
+	if state, _ := r.Topic("app.a", 0); state.History != nil {
 		t.Fatal("history without asking")
 	}
 
@@ -39,13 +39,13 @@ func TestHistoryBound(t *testing.T) {
 	for i := 1; i <= 10; i++ {
 		publish(r, "app.a", i) // {"v":N} is 7-8 bytes
 	}
-	st, _ = r.Topic("app.a", 100)
-	if len(st.History) != 3 || st.History[2].Seq != 10 {
-		t.Fatalf("byte-bounded history = %+v", st.History)
+	state, _ = r.Topic("app.a", 100)
+	if len(state.History) != 3 || state.History[2].Seq != 10 {
+		t.Fatalf("byte-bounded history = %+v", state.History)
 	}
 	r.Publish(collectors.Sample{Topic: "app.big", Data: map[string]string{"s": "more than twenty-two bytes of payload"}})
-	if st, _ := r.Topic("app.big", 10); len(st.History) != 1 {
-		t.Fatalf("oversized latest value not kept: %+v", st.History)
+	if state, _ := r.Topic("app.big", 10); len(state.History) != 1 {
+		t.Fatalf("oversized latest value not kept: %+v", state.History)
 	}
 }
 

@@ -19,7 +19,7 @@ func (s *Session) kickLocked() bool {
 }
 
 func (s *Session) startWriter() {
-	s.r.st.writers.Add(1)
+	s.r.counters.writers.Add(1)
 	go s.writeFn()
 }
 
@@ -32,7 +32,7 @@ var framePool = sync.Pool{New: func() any { b := make([]Frame, 0, 16); return &b
 // Conn.WriteFrames in one call, and repeats until nothing is pending, then
 // exits. Replies go first so "subscribed" precedes its snapshot.
 func (s *Session) writeLoop() {
-	defer s.r.st.writers.Add(-1)
+	defer s.r.counters.writers.Add(-1)
 	buf := framePool.Get().(*[]Frame)
 	defer framePool.Put(buf)
 	var sent [numKinds]uint64
@@ -51,16 +51,16 @@ func (s *Session) writeLoop() {
 		}
 		clear(s.replies)
 		s.replies = s.replies[:0]
-		for _, st := range s.pending {
-			if st.status != nil {
-				frames = append(frames, Frame{Type: "status", Topic: st.t.name, JSON: st.status})
+		for _, sl := range s.pending {
+			if sl.status != nil {
+				frames = append(frames, Frame{Type: "status", Topic: sl.t.name, JSON: sl.status})
 				sent[kindStatus]++
 			}
-			if st.update != nil {
-				frames = append(frames, Frame{Type: "update", Topic: st.t.name, Seq: st.lastSeq, JSON: st.update})
+			if sl.update != nil {
+				frames = append(frames, Frame{Type: "update", Topic: sl.t.name, Seq: sl.lastSeq, JSON: sl.update})
 				sent[kindUpdate]++
 			}
-			st.status, st.update, st.queued = nil, nil, false
+			sl.status, sl.update, sl.queued = nil, nil, false
 		}
 		clear(s.pending)
 		s.pending = s.pending[:0]
@@ -86,10 +86,10 @@ func (s *Session) writeLoop() {
 			s.writeFailed(err)
 			return
 		}
-		s.r.st.writeBatches.Add(1)
+		s.r.counters.writeBatches.Add(1)
 		for k, n := range sent {
 			if n > 0 {
-				s.r.st.sent[k].Add(n)
+				s.r.counters.sent[k].Add(n)
 				sent[k] = 0
 			}
 		}
@@ -101,11 +101,11 @@ func (s *Session) writeFailed(err error) {
 	if s.isClosed() {
 		return // closed meanwhile: the failure is the close's doing
 	}
-	s.r.st.writeErrors.Add(1)
+	s.r.counters.writeErrors.Add(1)
 	reason := "write failed"
 	var ne net.Error
 	if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-		s.r.st.writeTimeouts.Add(1)
+		s.r.counters.writeTimeouts.Add(1)
 		reason = "write timeout"
 	}
 	s.r.log.Debug("stream: write failed, closing session", "session", s.id, "err", err)

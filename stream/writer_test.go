@@ -23,9 +23,9 @@ func TestWriteTimeoutClosesSession(t *testing.T) {
 	if closed, code, reason := c.closeState(); !closed || code != 4008 || reason != "write timeout" {
 		t.Fatalf("conn closed=%v code=%d reason=%q, want 4008 write timeout", closed, code, reason)
 	}
-	st := r.Stats()
-	if st.WriteTimeouts != 1 || st.WriteErrors != 1 || st.Sessions != 0 {
-		t.Fatalf("stats %+v", st)
+	stats := r.Stats()
+	if stats.WriteTimeouts != 1 || stats.WriteErrors != 1 || stats.Sessions != 0 {
+		t.Fatalf("stats %+v", stats)
 	}
 	// Handle on a closed session does nothing.
 	if err := s.Handle([]byte(`{"type":"ping"}`)); err != nil {
@@ -47,8 +47,8 @@ func TestIdleSessionHasNoWriter(t *testing.T) {
 	// A frame is counted once its write returns, which can be after the
 	// connection has recorded it.
 	waitFor(t, "the second update to be counted", func() bool { return r.Stats().Sent.Update >= 2 })
-	st := r.Stats()
-	if st.Sent.Hello != 1 || st.Sent.Subscribed != 1 || st.Sent.Update != 2 || st.UpdatesOffered != 2 {
-		t.Fatalf("counters %+v", st.Sent)
+	stats := r.Stats()
+	if stats.Sent.Hello != 1 || stats.Sent.Subscribed != 1 || stats.Sent.Update != 2 || stats.UpdatesOffered != 2 {
+		t.Fatalf("counters %+v", stats.Sent)
 	}
 }
