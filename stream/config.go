@@ -21,7 +21,7 @@ const (
 )
 
 // RegistryConfig configures a Registry. Zero fields take the defaults above,
-// except MaxTopics (0 = no cap) and Demand/Logger (optional).
+// except MaxTopics (0 = no cap) and Demand/Logger/WriteObserver (optional).
 type RegistryConfig struct {
 	// Host is the local host id: the first token of the collectors' topics,
 	// which the publish API may not use.
@@ -62,7 +62,7 @@ type RegistryConfig struct {
 	Logger *slog.Logger
 	// WriteObserver, when set, is told how long each Conn.WriteFrames call
 	// took and how many frames it carried, failed calls included (see
-	// observe.go). It runs on the writer goroutines and must be quick.
+	// writer.go). It runs on the writer goroutines and must be quick.
 	WriteObserver func(d time.Duration, frames int)
 }
 
@@ -110,4 +110,40 @@ func DefaultSessionConfig() SessionConfig {
 		RateLimitStrikes:  DefaultRateLimitStrikes,
 		ReplyQueue:        DefaultReplyQueue,
 	}
+}
+
+// withDefaults applies RegistryConfig's zero-value rules: a field with a
+// default takes it when 0 or below, MaxTopics below 0 is 0 (no cap), and
+// MaxValueBytes takes its default only at 0 (below 0 is no cap).
+func (c RegistryConfig) withDefaults() RegistryConfig {
+	c.HistoryLen = orDefault(c.HistoryLen, DefaultHistoryLen)
+	c.HistoryBytes = orDefault(c.HistoryBytes, DefaultHistoryBytes)
+	c.PublishedHistoryBytes = orDefault(c.PublishedHistoryBytes, DefaultPublishedHistoryBytes)
+	c.PublishedTTL = orDefault(c.PublishedTTL, DefaultPublishedTTL)
+	c.MaxTopics = max(c.MaxTopics, 0)
+	if c.MaxValueBytes == 0 {
+		c.MaxValueBytes = DefaultMaxValueBytes
+	}
+	return c
+}
+
+// withDefaults applies SessionConfig's zero-value rules: the limits that 0
+// turns off are off below 0 too; the others take their default when 0 or
+// below.
+func (c SessionConfig) withDefaults() SessionConfig {
+	c.MaxSubscriptions = max(c.MaxSubscriptions, 0)
+	c.RequestsPerSecond = max(c.RequestsPerSecond, 0)
+	c.RequestBurst = orDefault(c.RequestBurst, DefaultRequestBurst)
+	c.RateLimitStrikes = orDefault(c.RateLimitStrikes, DefaultRateLimitStrikes)
+	c.ReplyQueue = orDefault(c.ReplyQueue, DefaultReplyQueue)
+	return c
+}
+
+// orDefault returns v, or def when v is 0 or below: a count, size or
+// duration of 0 would make its feature useless, so 0 means "the default".
+func orDefault[T ~int | ~int64](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
 }

@@ -58,24 +58,7 @@ var (
 
 // NewRegistry returns an empty registry. Call Run to expire published topics.
 func NewRegistry(cfg RegistryConfig) *Registry {
-	if cfg.HistoryLen <= 0 {
-		cfg.HistoryLen = DefaultHistoryLen
-	}
-	if cfg.HistoryBytes <= 0 {
-		cfg.HistoryBytes = DefaultHistoryBytes
-	}
-	if cfg.MaxTopics < 0 {
-		cfg.MaxTopics = 0
-	}
-	if cfg.MaxValueBytes == 0 {
-		cfg.MaxValueBytes = DefaultMaxValueBytes
-	}
-	if cfg.PublishedHistoryBytes <= 0 {
-		cfg.PublishedHistoryBytes = DefaultPublishedHistoryBytes
-	}
-	if cfg.PublishedTTL <= 0 {
-		cfg.PublishedTTL = DefaultPublishedTTL
-	}
+	cfg = cfg.withDefaults()
 	r := &Registry{
 		cfg:        cfg,
 		instance:   cfg.Instance,

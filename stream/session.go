@@ -49,21 +49,7 @@ type Session struct {
 // or Subscribe queue something. A writer goroutine exists only while frames
 // are pending.
 func (r *Registry) Open(conn Conn, cfg SessionConfig) *Session {
-	if cfg.MaxSubscriptions < 0 {
-		cfg.MaxSubscriptions = 0
-	}
-	if cfg.RequestsPerSecond < 0 {
-		cfg.RequestsPerSecond = 0
-	}
-	if cfg.RequestBurst <= 0 {
-		cfg.RequestBurst = DefaultRequestBurst
-	}
-	if cfg.RateLimitStrikes <= 0 {
-		cfg.RateLimitStrikes = DefaultRateLimitStrikes
-	}
-	if cfg.ReplyQueue <= 0 {
-		cfg.ReplyQueue = DefaultReplyQueue
-	}
+	cfg = cfg.withDefaults()
 	s := &Session{
 		r:          r,
 		conn:       conn,
