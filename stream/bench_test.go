@@ -140,41 +140,34 @@ func measureFanout(b *testing.B, r *Registry, n int, delivered bool, count *atom
 // drains into a discarding conn and exits.
 func BenchmarkOffer(b *testing.B) {
 	b.Run("conflate", func(b *testing.B) {
-		r := NewRegistry(RegistryConfig{})
-		r.Publish(collectors.Sample{Topic: "app.a", Data: benchData})
-		c := &stallConn{closed: make(chan struct{})}
-		s := r.Open(c, SessionConfig{})
-		if err := s.Subscribe([]string{"app.a"}); err != nil { // the snapshot's write stalls
-			b.Fatal(err)
-		}
-		t := r.topics["app.a"]
-		sl, frame, seq := t.subs[s], t.frame, t.seq
-		b.ReportAllocs()
-		for b.Loop() {
-			seq++
-			s.offerUpdate(sl, seq, frame)
-		}
-		b.StopTimer()
-		close(c.closed)
-		s.Close(1000, "")
+		c := &stallConn{closed: make(chan struct{})} // the snapshot's write stalls
+		benchOffer(b, c, func() { close(c.closed) })
 	})
 	b.Run("wake", func(b *testing.B) {
-		r := NewRegistry(RegistryConfig{})
-		r.Publish(collectors.Sample{Topic: "app.a", Data: benchData})
-		s := r.Open(&discardConn{}, SessionConfig{})
-		if err := s.Subscribe([]string{"app.a"}); err != nil {
-			b.Fatal(err)
-		}
-		t := r.topics["app.a"]
-		sl, frame, seq := t.subs[s], t.frame, t.seq
-		b.ReportAllocs()
-		for b.Loop() {
-			seq++
-			s.offerUpdate(sl, seq, frame)
-		}
-		b.StopTimer()
-		s.Close(1000, "")
+		benchOffer(b, &discardConn{}, func() {})
 	})
+}
+
+// benchOffer times offers of ever newer values of one topic to the slot of
+// one session writing to conn; release runs after the timing, before the
+// session closes.
+func benchOffer(b *testing.B, conn Conn, release func()) {
+	r := NewRegistry(RegistryConfig{})
+	r.Publish(collectors.Sample{Topic: "app.a", Data: benchData})
+	s := r.Open(conn, SessionConfig{})
+	if err := s.Subscribe([]string{"app.a"}); err != nil {
+		b.Fatal(err)
+	}
+	t := r.topics["app.a"]
+	sl, frame, seq := t.subs[s], t.frame, t.seq
+	b.ReportAllocs()
+	for b.Loop() {
+		seq++
+		s.offerUpdate(sl, seq, frame)
+	}
+	b.StopTimer()
+	release()
+	s.Close(1000, "")
 }
 
 // BenchmarkPublishNoSubscribers: the cost of a publish itself (encode, seq,
