@@ -5,6 +5,19 @@ import (
 	"slices"
 )
 
+// Routing: each topic keeps the set of sessions that have a pattern matching
+// it, each with that session's mailbox slot for the topic (a route),
+// computed when the topic appears or a pattern is added (topics are few and
+// change rarely), so a publish is: lock, bump seq, encode once, take the
+// topic's route slice, unlock, offer the shared bytes to each route's slot.
+// No per-subscriber lookup: at 10,000 subscribers a map lookup per offer was
+// an eighth of the server's CPU.
+//
+// Routes change under Registry.mu. A subscribe or unsubscribe holds its
+// Session.mu around the change (lock order: Session.mu, then Registry.mu),
+// so its reply, snapshot and dropped values are ordered against publishes
+// in the mailbox.
+
 // route is one session a topic flows to and the session's mailbox slot for
 // that topic, so that a publish reaches the slot without a lookup.
 type route struct {
@@ -12,6 +25,8 @@ type route struct {
 	slot *slot
 }
 
+// patternEntry is one distinct subscribed pattern and the sessions that
+// hold it (Registry.patterns).
 type patternEntry struct {
 	pat      Pattern
 	sessions map[*Session]struct{}
@@ -36,6 +51,24 @@ func (t *topic) subscribersLocked() []route {
 	return t.subsList
 }
 
+// routeNewTopicLocked routes a topic being created to every session with a
+// matching pattern. r.mu must be held for writing.
+//
+// The routes' mailbox slots are created here without the sessions' locks
+// (the lock order is Session.mu, then Registry.mu): a new slot is zero, and
+// a session reaches it only through the topic's routes, which r.mu guards.
+func (r *Registry) routeNewTopicLocked(t *topic) {
+	for _, e := range r.patterns {
+		if e.pat.Match(t.name) {
+			for s := range e.sessions {
+				if t.subs[s] == nil {
+					t.subs[s] = &slot{t: t}
+				}
+			}
+		}
+	}
+}
+
 // snapFrame is one topic's latest value for a new subscriber's snapshot.
 type snapFrame struct {
 	slot  *slot
@@ -45,7 +78,9 @@ type snapFrame struct {
 
 // addPatterns indexes s's new patterns and routes the matching topics to s.
 // It returns the snapshot (latest value of each topic that was not flowing
-// to s yet) and the topics that gained their first subscriber. s.mu is held.
+// to s yet) and the topics that gained their first subscriber. The caller
+// holds s.mu; addPatterns takes r.mu (lock order: Session.mu, then
+// Registry.mu).
 func (r *Registry) addPatterns(s *Session, add []Pattern) (snap []snapFrame, demand []*topic) {
 	if len(add) == 0 {
 		return nil, nil
@@ -92,8 +127,9 @@ func (r *Registry) addPatterns(s *Session, add []Pattern) (snap []snapFrame, dem
 
 // removePatterns unindexes s's removed patterns and unroutes the topics that
 // none of s's remaining patterns match. It returns the unrouted topics'
-// mailbox slots, which the caller (holding s.mu) drops, and the topics that
-// lost their last subscriber.
+// mailbox slots, which the caller drops, and the topics that lost their
+// last subscriber. The caller holds s.mu, except removeSession's, whose
+// session is closed already; removePatterns takes r.mu.
 func (r *Registry) removePatterns(s *Session, removed, remaining []Pattern) (unrouted []*slot, demand []*topic) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

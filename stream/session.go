@@ -32,6 +32,9 @@ type Session struct {
 	// per subscriber per published value.
 	writeFn func()
 
+	// mu guards what follows and the mailbox's slots. Lock order: taken
+	// before Registry.mu (a subscribe holds both), never while Registry.mu
+	// is held; the writer releases it across Conn.WriteFrames.
 	mu      sync.Mutex
 	closed  bool
 	writing bool      // a writer goroutine runs (or is starting)

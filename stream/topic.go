@@ -48,27 +48,16 @@ type topic struct {
 	demandReported bool // guarded by the demand delivery (demandBusy)
 }
 
-// newTopicLocked creates topic name and routes it to every session with a
-// matching pattern. r.mu must be held for writing.
-//
-// The routes' mailbox slots are created here without the sessions' locks
-// (the lock order is Session.mu, then Registry.mu): a new slot is zero, and
-// a session reaches it only through the topic's routes, which r.mu guards.
+// newTopicLocked creates topic name, continuing the seq of an expired topic
+// of that name (tombstones), and routes it to every session with a matching
+// pattern. r.mu must be held for writing.
 func (r *Registry) newTopicLocked(name string) *topic {
 	t := &topic{name: name, subs: make(map[*Session]*slot)}
 	if seq, ok := r.tombstones[name]; ok {
 		t.seq = seq
 		delete(r.tombstones, name)
 	}
-	for _, e := range r.patterns {
-		if e.pat.Match(name) {
-			for s := range e.sessions {
-				if t.subs[s] == nil {
-					t.subs[s] = &slot{t: t}
-				}
-			}
-		}
-	}
+	r.routeNewTopicLocked(t)
 	r.topics[name] = t
 	return t
 }

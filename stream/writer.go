@@ -8,6 +8,13 @@ import (
 	"time"
 )
 
+// The writer: while a session's mailbox holds something, one goroutine
+// drains it into Conn.WriteFrames; it is started by the offer or reply that
+// finds none running (kickLocked, then startWriter outside s.mu) and exits
+// when nothing is pending, so an idle session has no goroutine. It holds
+// s.mu only to take the pending frames, never across a write, so offers to
+// a slow client never wait for its socket.
+
 // kickLocked reports whether the caller must start a writer: something is
 // pending and none runs. It marks the writer as running.
 func (s *Session) kickLocked() bool {
@@ -18,6 +25,7 @@ func (s *Session) kickLocked() bool {
 	return true
 }
 
+// startWriter starts the writer goroutine that kickLocked asked for.
 func (s *Session) startWriter() {
 	s.r.counters.writers.Add(1)
 	go s.writeFn()
