@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"github.com/opsdash/opsdash/stream/httpapi/certtest"
 )
 
 // startServeConfig runs the whole server (serve, as `opsdash serve` does)
@@ -102,10 +104,10 @@ func replaceFile(t *testing.T, src, dst string) {
 }
 
 // installPair makes the pair p the content of the live files.
-func installPair(t *testing.T, p testPair, cert, key string) {
+func installPair(t *testing.T, p certtest.Files, cert, key string) {
 	t.Helper()
-	replaceFile(t, p.key, key)
-	replaceFile(t, p.cert, cert)
+	replaceFile(t, p.Key, key)
+	replaceFile(t, p.Cert, cert)
 }
 
 // handshakeSerial opens a new TLS connection (never a resumed session: a
@@ -159,12 +161,12 @@ func keepAliveGet(t *testing.T, c net.Conn, r *bufio.Reader, path string) int {
 // folder beside it, looking at its files on every handshake (so a test can
 // renew them with installPair), and returns its address, a pool trusting a
 // and b, the live file paths and the server's logs.
-func startRenewableTLS(t *testing.T, a, b testPair) (addr string, roots *x509.CertPool, certFile, keyFile string, logs *syncBuffer) {
+func startRenewableTLS(t *testing.T, a, b certtest.Files) (addr string, roots *x509.CertPool, certFile, keyFile string, logs *syncBuffer) {
 	t.Helper()
 	roots = x509.NewCertPool()
-	roots.AddCert(parsePEMCert(t, a.cert))
-	roots.AddCert(parsePEMCert(t, b.cert))
-	live := filepath.Join(filepath.Dir(a.cert), "live")
+	roots.AddCert(parsePEMCert(t, a.Cert))
+	roots.AddCert(parsePEMCert(t, b.Cert))
+	live := filepath.Join(filepath.Dir(a.Cert), "live")
 	if err := os.Mkdir(live, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +181,7 @@ func TestTLSCertificateReload(t *testing.T) {
 	dir := t.TempDir()
 	a := writeTestPair(t, dir, "a")
 	b := writeTestPair(t, dir, "b")
-	serialA, serialB := pemSerial(t, a.cert), pemSerial(t, b.cert)
+	serialA, serialB := pemSerial(t, a.Cert), pemSerial(t, b.Cert)
 	if serialA.Cmp(serialB) == 0 {
 		t.Fatal("test pairs share a serial")
 	}
@@ -319,7 +321,7 @@ func TestCertReloaderReporting(t *testing.T) {
 	logs := &syncBuffer{}
 	r := newCertReloader(certFile, keyFile, cert, stamps, time.Hour, slog.New(slog.NewJSONHandler(logs, nil)))
 	serving := func() string { return certSerial(r.current()) }
-	serialA, serialB := pemSerial(t, a.cert).Text(16), pemSerial(t, b.cert).Text(16)
+	serialA, serialB := pemSerial(t, a.Cert).Text(16), pemSerial(t, b.Cert).Text(16)
 
 	// Unchanged files: nothing happens.
 	r.checkNow()
@@ -329,20 +331,20 @@ func TestCertReloaderReporting(t *testing.T) {
 
 	// The key is replaced first, as a tool writing one file after the
 	// other does: not loadable, not reported yet.
-	replaceFile(t, b.key, keyFile)
+	replaceFile(t, b.Key, keyFile)
 	r.checkNow()
 	if serving() != serialA || strings.Contains(logs.String(), "failed") {
 		t.Fatalf("half-replaced pair: serving %s (want %s), logs %q", serving(), serialA, logs.String())
 	}
 	// Then the certificate: the new pair is served.
-	replaceFile(t, b.cert, certFile)
+	replaceFile(t, b.Cert, certFile)
 	r.checkNow()
 	if serving() != serialB || strings.Contains(logs.String(), "failed") || !strings.Contains(logs.String(), "reloaded") {
 		t.Fatalf("replaced pair: serving %s (want %s), logs %q", serving(), serialB, logs.String())
 	}
 
 	// A mismatched pair that stays: reported at the second check, once.
-	replaceFile(t, a.key, keyFile)
+	replaceFile(t, a.Key, keyFile)
 	for i := 0; i < 5; i++ {
 		r.checkNow()
 		if serving() != serialB {
@@ -446,8 +448,8 @@ func TestTLSCertificateExpiryMetric(t *testing.T) {
 	// Whole seconds apart, far enough that the two cannot be confused.
 	untilA := time.Now().Add(48 * time.Hour).Truncate(time.Second)
 	untilB := untilA.Add(90 * 24 * time.Hour)
-	a := writeTestPairUntil(t, dir, "a", untilA)
-	b := writeTestPairUntil(t, dir, "b", untilB)
+	a := certtest.SelfSigned(t, "a", untilA).WriteFiles(t, dir, "a")
+	b := certtest.SelfSigned(t, "b", untilB).WriteFiles(t, dir, "b")
 	addr, roots, certFile, keyFile, _ := startRenewableTLS(t, a, b)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()

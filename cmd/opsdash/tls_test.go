@@ -3,17 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -24,62 +17,15 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/opsdash/opsdash/stream/httpapi/certtest"
 )
 
-// testPair is a self-signed certificate for 127.0.0.1 written to PEM files.
-type testPair struct {
-	cert, key string         // file paths
-	pool      *x509.CertPool // trusts the certificate
-}
-
-// writeTestPair generates a key and a self-signed certificate in dir under
-// the given base name.
-func writeTestPair(t *testing.T, dir, name string) testPair {
+// writeTestPair writes a new self-signed certificate for 127.0.0.1, valid
+// for a day, and its key to dir/name.crt and dir/name.key.
+func writeTestPair(t *testing.T, dir, name string) certtest.Files {
 	t.Helper()
-	return writeTestPairUntil(t, dir, name, time.Now().Add(24*time.Hour))
-}
-
-// writeTestPairUntil is writeTestPair for a certificate that expires at
-// notAfter.
-func writeTestPairUntil(t *testing.T, dir, name string, notAfter time.Time) testPair {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "opsdash test " + name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"localhost"},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := testPair{cert: filepath.Join(dir, name+".crt"), key: filepath.Join(dir, name+".key"), pool: x509.NewCertPool()}
-	writePEM(t, p.cert, "CERTIFICATE", der)
-	writePEM(t, p.key, "PRIVATE KEY", keyDER)
-	leaf, _ := x509.ParseCertificate(der)
-	p.pool.AddCert(leaf)
-	return p
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	return certtest.SelfSigned(t, name, time.Now().Add(24*time.Hour)).WriteFiles(t, dir, name)
 }
 
 // startTLSServer runs `opsdash serve --tls-cert … --tls-key …` and returns
@@ -87,8 +33,8 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 func startTLSServer(t *testing.T, args ...string) (string, *tls.Config, func() int) {
 	t.Helper()
 	p := writeTestPair(t, t.TempDir(), "server")
-	base, stop := startServer(t, append([]string{"--tls-cert", p.cert, "--tls-key", p.key}, args...)...)
-	return "https://" + strings.TrimPrefix(base, "http://"), &tls.Config{RootCAs: p.pool}, stop
+	base, stop := startServer(t, append([]string{"--tls-cert", p.Cert, "--tls-key", p.Key}, args...)...)
+	return "https://" + strings.TrimPrefix(base, "http://"), &tls.Config{RootCAs: p.Pool}, stop
 }
 
 // TestTLSServesHTTPSAndWSS: with --tls-cert and --tls-key the server answers
@@ -205,14 +151,14 @@ func TestTLSValidation(t *testing.T) {
 		cfg  tlsConfig
 		want []string // substrings of the joined errors
 	}{
-		{"cert without key", tlsConfig{CertFile: a.cert}, []string{"--tls-cert", a.cert, "needs --tls-key"}},
-		{"key without cert", tlsConfig{KeyFile: a.key}, []string{"--tls-key", a.key, "needs --tls-cert"}},
-		{"missing cert file", tlsConfig{CertFile: missing, KeyFile: a.key}, []string{"--tls-cert", missing, "no such file"}},
-		{"missing key file", tlsConfig{CertFile: a.cert, KeyFile: missing}, []string{"--tls-key", missing, "no such file"}},
-		{"directory as key", tlsConfig{CertFile: a.cert, KeyFile: dir}, []string{"--tls-key", dir, "is a directory"}},
-		{"mismatched pair", tlsConfig{CertFile: a.cert, KeyFile: b.key}, []string{"--tls-cert", a.cert, "--tls-key", b.key, "does not match"}},
-		{"not PEM", tlsConfig{CertFile: garbage, KeyFile: a.key}, []string{"--tls-cert", garbage, "PEM"}},
-		{"key where the cert goes", tlsConfig{CertFile: a.key, KeyFile: a.key}, []string{"--tls-cert", a.key}},
+		{"cert without key", tlsConfig{CertFile: a.Cert}, []string{"--tls-cert", a.Cert, "needs --tls-key"}},
+		{"key without cert", tlsConfig{KeyFile: a.Key}, []string{"--tls-key", a.Key, "needs --tls-cert"}},
+		{"missing cert file", tlsConfig{CertFile: missing, KeyFile: a.Key}, []string{"--tls-cert", missing, "no such file"}},
+		{"missing key file", tlsConfig{CertFile: a.Cert, KeyFile: missing}, []string{"--tls-key", missing, "no such file"}},
+		{"directory as key", tlsConfig{CertFile: a.Cert, KeyFile: dir}, []string{"--tls-key", dir, "is a directory"}},
+		{"mismatched pair", tlsConfig{CertFile: a.Cert, KeyFile: b.Key}, []string{"--tls-cert", a.Cert, "--tls-key", b.Key, "does not match"}},
+		{"not PEM", tlsConfig{CertFile: garbage, KeyFile: a.Key}, []string{"--tls-cert", garbage, "PEM"}},
+		{"key where the cert goes", tlsConfig{CertFile: a.Key, KeyFile: a.Key}, []string{"--tls-cert", a.Key}},
 		{"bad trusted proxy", tlsConfig{TrustedProxies: stringList{"10.0.0.0/8", "proxy.example", "10.1.2.3/33"}},
 			[]string{`--trusted-proxies "proxy.example"`, `--trusted-proxies "10.1.2.3/33"`}},
 	}
@@ -233,7 +179,7 @@ func TestTLSValidation(t *testing.T) {
 			}
 		})
 	}
-	for _, ok := range []tlsConfig{{}, {CertFile: a.cert, KeyFile: a.key}, {TrustedProxies: stringList{"10.0.0.0/8", "::1", "192.0.2.7", "fd00::/8"}}} {
+	for _, ok := range []tlsConfig{{}, {CertFile: a.Cert, KeyFile: a.Key}, {TrustedProxies: stringList{"10.0.0.0/8", "::1", "192.0.2.7", "fd00::/8"}}} {
 		if errs := ok.validate(); len(errs) > 0 {
 			t.Errorf("%+v: unexpected errors %v", ok, errs)
 		}
@@ -244,7 +190,7 @@ func TestTLSValidation(t *testing.T) {
 		if err := os.WriteFile(unreadable, []byte("x"), 0o000); err != nil {
 			t.Fatal(err)
 		}
-		errs := (&tlsConfig{CertFile: a.cert, KeyFile: unreadable}).validate()
+		errs := (&tlsConfig{CertFile: a.Cert, KeyFile: unreadable}).validate()
 		if len(errs) != 1 || !strings.Contains(errs[0].Error(), "--tls-key") || !strings.Contains(errs[0].Error(), "permission denied") {
 			t.Errorf("unreadable key: %v", errs)
 		}
@@ -252,19 +198,19 @@ func TestTLSValidation(t *testing.T) {
 
 	// Through the command: exit 2 before anything listens, every problem named.
 	var stderr bytes.Buffer
-	code := serveMain(context.Background(), []string{"--listen", "127.0.0.1:0", "--tls-cert", a.cert, "--tls-key", b.key,
+	code := serveMain(context.Background(), []string{"--listen", "127.0.0.1:0", "--tls-cert", a.Cert, "--tls-key", b.Key,
 		"--trusted-proxies", "nope"}, &stderr, func(string) string { return "" }, nil)
 	if code != 2 {
 		t.Fatalf("exit code %d, want 2; stderr:\n%s", code, stderr.String())
 	}
-	for _, w := range []string{"--tls-cert", a.cert, b.key, "--trusted-proxies"} {
+	for _, w := range []string{"--tls-cert", a.Cert, b.Key, "--trusted-proxies"} {
 		if !strings.Contains(stderr.String(), w) {
 			t.Errorf("stderr does not mention %q:\n%s", w, stderr.String())
 		}
 	}
 	// The environment works too.
 	stderr.Reset()
-	env := map[string]string{"OPSDASH_TLS_CERT": missing, "OPSDASH_TLS_KEY": a.key}
+	env := map[string]string{"OPSDASH_TLS_CERT": missing, "OPSDASH_TLS_KEY": a.Key}
 	code = serveMain(context.Background(), []string{"--listen", "127.0.0.1:0"}, &stderr, func(k string) string { return env[k] }, nil)
 	if code != 2 || !strings.Contains(stderr.String(), missing) {
 		t.Fatalf("OPSDASH_TLS_CERT of a missing file: exit %d, stderr:\n%s", code, stderr.String())
