@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/clientip"
 	"github.com/opsdash/opsdash/collectors"
 	"github.com/opsdash/opsdash/stream"
 )
@@ -47,11 +48,13 @@ type serveConfig struct {
 	LogFormat        string
 	LogLevel         string
 	Intervals        intervalMap
+	TrustedProxies   stringList
 	Auth             authConfig
 	TLS              tlsConfig
 	Metrics          metricsConfig
 
-	publishTokenFromFile bool // PublishToken was read from PublishTokenFile
+	publishTokenFromFile bool             // PublishToken was read from PublishTokenFile
+	proxies              clientip.Proxies // TrustedProxies, parsed by validate
 }
 
 // intervalMap is a flag of comma-separated collector=duration pairs, e.g.
@@ -132,6 +135,8 @@ func newServeFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.Var(&cfg.Intervals, "intervals", "per-collector intervals, e.g. 'cpu=2s,disk.usage=30s' (collector names as in docs/topics.md)")
 	fs.StringVar(&cfg.LogFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal, JSON otherwise)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.Var(&cfg.TrustedProxies, "trusted-proxies", "comma-separated IPs or CIDR ranges of your own proxies (e.g. '10.0.0.0/8,::1'); "+
+		"only their X-Forwarded-For and X-Forwarded-Host are believed (default: trust nobody)")
 	cfg.Auth.register(fs)
 	cfg.TLS.register(fs)
 	cfg.Metrics.register(fs)
@@ -205,6 +210,11 @@ func (c *serveConfig) validate() error {
 	}
 	errs = append(errs, c.Auth.validate()...)
 	errs = append(errs, c.TLS.validate()...)
+	var proxyErrs []error
+	c.proxies, proxyErrs = clientip.ParseProxies(c.TrustedProxies)
+	for _, err := range proxyErrs {
+		errs = append(errs, fmt.Errorf("--trusted-proxies %w", err))
+	}
 	errs = append(errs, c.Metrics.validate(c.Auth.Token)...)
 	for _, p := range c.NetInclude {
 		if _, err := path.Match(p, ""); err != nil {

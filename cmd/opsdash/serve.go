@@ -92,7 +92,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		Logger:        log,
 		WriteObserver: func(d time.Duration, frames int) { met.observeWrite(d, frames) },
 	})
-	clientIP := cfg.TLS.clientIP() // per-IP limits and the auth guard's failure limiter
+	proxies := cfg.proxies // who a request comes from: per-IP limits, the auth guard's failure limiter, logs
 	var api *httpapi.Server
 	met = newMetrics(cfg.Metrics, reg, func() httpapi.Stats { return api.Stats() })
 	set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: hostRoot, NetInclude: cfg.NetInclude, Intervals: cfg.Intervals, Logger: log})
@@ -108,8 +108,8 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		MaxConnsPerIP:  cfg.MaxConnsPerIP,
 		WriteTimeout:   cfg.WriteTimeout,
 		Heartbeat:      cfg.Heartbeat,
-		ClientIP:       clientIP,
-		TrustedProxy:   cfg.TLS.trustedProxy(),
+		ClientIP:       proxies.ClientIP,
+		TrustedProxy:   proxies.TrustedPeer(),
 		Session: stream.SessionConfig{
 			Heartbeat:         cfg.Heartbeat,
 			MaxSubscriptions:  cfg.MaxSubs,
@@ -121,14 +121,14 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	// FiberConfig sets the handshake (read) timeout, turns off Fiber's
 	// WriteTimeout (it would cut long SSE streams; httpapi sets a deadline
 	// per write instead) and answers every error as JSON.
-	// TLS's fiberConfig makes Fiber believe X-Forwarded-* only from the
-	// trusted proxies.
-	app := fiber.New(cfg.TLS.fiberConfig(api.FiberConfig(fiber.Config{
+	// The proxies' FiberConfig makes Fiber believe X-Forwarded-* only from
+	// the trusted proxies.
+	app := fiber.New(proxies.FiberConfig(api.FiberConfig(fiber.Config{
 		DisableStartupMessage: true,
 		AppName:               "opsdash",
 		IdleTimeout:           2 * time.Minute,
 	})))
-	guard := newAuthGuard(cfg.Auth, log, met.authFailure).withClientIP(clientIP)
+	guard := newAuthGuard(cfg.Auth, log, met.authFailure).withClientIP(proxies.ClientIP)
 	guard.install(app) // before every route it protects
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	app.Get("/readyz", readyzHandler(&draining, sched))

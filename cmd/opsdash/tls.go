@@ -7,33 +7,26 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"time"
-
-	"github.com/gofiber/fiber/v2"
 
 	"github.com/opsdash/opsdash/stream/httpapi"
 )
 
-// tlsConfig holds the flags of TLS (--tls-cert, --tls-key) and of the
-// proxies in front of the server (--trusted-proxies).
+// tlsConfig holds the flags of TLS (--tls-cert, --tls-key).
 type tlsConfig struct {
-	CertFile       string
-	KeyFile        string
-	TrustedProxies stringList
+	CertFile string
+	KeyFile  string
 
 	// certCheck is how often, at most, the pair's files are looked at for
 	// a renewed certificate (0: defaultCertCheck). Tests make it short.
 	certCheck time.Duration
 
-	// Set by prepare, once: the flags are parsed and the pair loaded a
-	// single time, checked by validate and then used by listen, clientIP,
-	// trustedProxy and fiberConfig. serveConfig is passed by value, and
+	// Set by prepare, once: the pair is loaded a single time, checked by
+	// validate and then used by listen. serveConfig is passed by value, and
 	// these fields travel with it.
 	prepared   bool
 	errs       []error
-	proxySet   proxySet
 	cert       *tls.Certificate // nil without TLS or when the pair did not load
 	certStamps fileStamps       // the versions of the files cert was read from
 }
@@ -42,18 +35,15 @@ func (t *tlsConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&t.CertFile, "tls-cert", "", "PEM certificate file (leaf first, then intermediates): serve https and wss; needs --tls-key; "+
 		"a renewed pair written over the files is picked up without a restart (looked at on new connections, at most every "+defaultCertCheck.String()+")")
 	fs.StringVar(&t.KeyFile, "tls-key", "", "PEM private key file of --tls-cert")
-	fs.Var(&t.TrustedProxies, "trusted-proxies", "comma-separated IPs or CIDR ranges of your own proxies (e.g. '10.0.0.0/8,::1'); "+
-		"only their X-Forwarded-For and X-Forwarded-Host are believed (default: trust nobody)")
 }
 
-// prepare parses --trusted-proxies and loads the TLS pair, the first time
-// it is called; later calls do nothing.
+// prepare loads the TLS pair, the first time it is called; later calls do
+// nothing.
 func (t *tlsConfig) prepare() {
 	if t.prepared {
 		return
 	}
 	t.prepared = true
-	t.proxySet, t.errs = parseProxySet(t.TrustedProxies)
 	switch {
 	case t.CertFile == "" && t.KeyFile == "":
 		return
@@ -69,9 +59,9 @@ func (t *tlsConfig) prepare() {
 	t.cert, t.certStamps = cert, stamps
 }
 
-// validate checks that the TLS flags come as a pair, that both files can be
-// read and hold a matching certificate and key, and that every trusted
-// proxy parses. Errors name the flag and the file. What it parsed and
+// validate checks that the TLS flags come as a pair and that both files can
+// be read and hold a matching certificate and key. Errors name the flag and
+// the file. What it parsed and
 // loaded is kept for serving.
 func (t *tlsConfig) validate() []error {
 	t.prepare()
@@ -144,56 +134,4 @@ func (t *tlsConfig) listen(ln net.Listener, sndbuf int, log *slog.Logger) (net.L
 	log.Info("TLS certificate loaded", "cert", t.CertFile, "serial", certSerial(cert), "subject", certSubject(cert),
 		"not_after", certNotAfter(cert), "reload_check", r.every.String())
 	return httpapi.WrapTLSListener(ln, sndbuf, cfg), r, nil
-}
-
-// proxies returns the parsed --trusted-proxies (entries that do not parse
-// were reported by validate and are left out here, trusting less).
-func (t *tlsConfig) proxies() proxySet {
-	t.prepare()
-	return t.proxySet
-}
-
-// clientIP returns the function that says who a request comes from, for
-// per-IP limits and logs: the TCP peer, or, when the peer is a trusted
-// proxy, the rightmost X-Forwarded-For address that is not one
-// (forwardedClient). Never nil.
-func (t *tlsConfig) clientIP() func(*fiber.Ctx) string {
-	set := t.proxies()
-	return func(c *fiber.Ctx) string {
-		peer, ok := netip.AddrFromSlice(c.Context().RemoteIP())
-		if !ok {
-			return c.IP()
-		}
-		peer = peer.Unmap()
-		if !set.contains(peer) {
-			return peer.String()
-		}
-		raw := c.Request().Header.PeekAll(fiber.HeaderXForwardedFor)
-		xff := make([]string, len(raw))
-		for i, v := range raw {
-			xff[i] = string(v)
-		}
-		return forwardedClient(peer, xff, set.contains).String()
-	}
-}
-
-// trustedProxy returns the predicate for httpapi.Config.TrustedProxy: the
-// Origin check believes X-Forwarded-Host only from these peers. nil when no
-// proxy is trusted.
-func (t *tlsConfig) trustedProxy() func(net.IP) bool {
-	set := t.proxies()
-	if len(set) == 0 {
-		return nil
-	}
-	return set.containsIP
-}
-
-// fiberConfig returns base with Fiber's own trusted-proxy check on and
-// limited to --trusted-proxies, so that c.Protocol(), c.Hostname() and
-// c.BaseURL() believe X-Forwarded-Proto and X-Forwarded-Host only from
-// those proxies (Fiber's default believes them from anyone).
-func (t *tlsConfig) fiberConfig(base fiber.Config) fiber.Config {
-	base.EnableTrustedProxyCheck = true
-	base.TrustedProxies = t.proxies().strings()
-	return base
 }
