@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/certs"
 	"github.com/opsdash/opsdash/collectors"
 	"github.com/opsdash/opsdash/stream"
 	"github.com/opsdash/opsdash/stream/httpapi"
@@ -129,7 +130,7 @@ func (m *metrics) watchCertificate(current func() *tls.Certificate) {
 		Name: "opsdash_tls_certificate_expiry_timestamp_seconds",
 		Help: "Unix time at which the TLS certificate served to new connections expires (--tls-cert; reloaded when its files change).",
 	}, func() float64 {
-		t := certNotAfter(current())
+		t := certs.NotAfter(current())
 		if t.IsZero() {
 			return 0
 		}

@@ -141,13 +141,13 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	ln, certs, err := cfg.TLS.listen(rawLn, cfg.SendBuffer, log)
+	ln, reloader, err := cfg.TLS.listen(rawLn, cfg.SendBuffer, log)
 	if err != nil {
 		rawLn.Close()
 		return err
 	}
-	if certs != nil {
-		met.watchCertificate(certs.current)
+	if reloader != nil {
+		met.watchCertificate(reloader.Current)
 	}
 	addr := ln.Addr().String()
 	log.Info("opsdash serving", "addr", addr, "host_id", hostID, "version", version, "tls", cfg.TLS.enabled(), "host_env", hostEnv())

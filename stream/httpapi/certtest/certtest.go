@@ -103,13 +103,16 @@ type Files struct {
 	CA string
 	// Pool trusts the pair, as Pair.Pool.
 	Pool *x509.CertPool
+	// Leaf is the certificate in Cert (its serial number tells an old
+	// pair from a renewed one).
+	Leaf *x509.Certificate
 }
 
 // WriteFiles writes the pair to dir as name.crt and name.key (and, for an
 // issued pair, its CA as name-ca.crt), readable by the owner only.
 func (p *Pair) WriteFiles(t testing.TB, dir, name string) Files {
 	t.Helper()
-	f := Files{Cert: filepath.Join(dir, name+".crt"), Key: filepath.Join(dir, name+".key"), Pool: p.Pool}
+	f := Files{Cert: filepath.Join(dir, name+".crt"), Key: filepath.Join(dir, name+".key"), Pool: p.Pool, Leaf: p.Certificate.Leaf}
 	write(t, f.Cert, p.chainPEM)
 	write(t, f.Key, p.keyPEM)
 	f.CA = f.Cert
@@ -118,6 +121,31 @@ func (p *Pair) WriteFiles(t testing.TB, dir, name string) Files {
 		write(t, f.CA, p.caPEM)
 	}
 	return f
+}
+
+// Install makes the files certFile and keyFile hold the pair f, as a
+// renewal does: the key first, then the certificate, each with
+// ReplaceFile.
+func (f Files) Install(t testing.TB, certFile, keyFile string) {
+	t.Helper()
+	ReplaceFile(t, f.Key, keyFile)
+	ReplaceFile(t, f.Cert, certFile)
+}
+
+// ReplaceFile puts src's content at dst the way cert-manager's kubelet,
+// certbot and mv do: written beside dst, then renamed over it (so dst
+// becomes another file, not the same one rewritten).
+func ReplaceFile(t testing.TB, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := dst + ".new"
+	write(t, tmp, b)
+	if err := os.Rename(tmp, dst); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func newPair(t testing.TB, leafDER, caDER []byte, key *ecdsa.PrivateKey) *Pair {

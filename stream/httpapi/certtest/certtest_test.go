@@ -3,6 +3,8 @@ package certtest_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -49,5 +51,28 @@ func TestPairsVerify(t *testing.T) {
 	b := certtest.SelfSigned(t, "b", time.Now().Add(time.Hour))
 	if a.Certificate.Leaf.SerialNumber.Cmp(b.Certificate.Leaf.SerialNumber) == 0 {
 		t.Error("two certificates share a serial number")
+	}
+}
+
+// TestInstall: installing a pair over live files makes them hold it, as new
+// files (a rename), which is what a reloader must notice.
+func TestInstall(t *testing.T) {
+	dir := t.TempDir()
+	a := certtest.SelfSigned(t, "a", time.Now().Add(time.Hour)).WriteFiles(t, dir, "a")
+	b := certtest.SelfSigned(t, "b", time.Now().Add(time.Hour)).WriteFiles(t, dir, "b")
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	for _, f := range []certtest.Files{a, b} {
+		before, _ := os.Stat(certFile)
+		f.Install(t, certFile, keyFile)
+		c, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Leaf.SerialNumber.Cmp(f.Leaf.SerialNumber) != 0 {
+			t.Errorf("installed %s, the files hold %s", f.Leaf.Subject, c.Leaf.Subject)
+		}
+		if after, _ := os.Stat(certFile); before != nil && os.SameFile(before, after) {
+			t.Error("the certificate file was rewritten in place, not replaced")
+		}
 	}
 }
