@@ -30,14 +30,12 @@ import (
 	"log/slog"
 	"net"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/fasthttp/websocket"
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/utils"
 
 	"github.com/opsdash/opsdash/stream"
 )
@@ -129,13 +127,13 @@ type Config struct {
 // Server is the HTTP edge of one stream.Registry. Create it with New and
 // mount it with Register.
 type Server struct {
-	cfg       Config
-	reg       *stream.Registry
-	log       *slog.Logger
-	origins   originPolicy
-	conns     *connSet
-	wsPool    websocket.BufferPool // shared write buffers of every WebSocket
-	tokenHash [32]byte             // sha256 of PublishToken, compared in constant time
+	cfg     Config
+	reg     *stream.Registry
+	log     *slog.Logger
+	origins originPolicy
+	conns   *connSet
+	wsPool  websocket.BufferPool // shared write buffers of every WebSocket
+	publish Secret               // PublishToken
 
 	statsMu sync.Mutex
 	closes  map[int]uint64    // WebSocket close codes the server sent
@@ -191,9 +189,7 @@ func New(cfg Config) *Server {
 		closes:  make(map[int]uint64),
 		refused: make(map[string]uint64),
 	}
-	if cfg.PublishToken != "" {
-		s.tokenHash = hashToken(cfg.PublishToken)
-	}
+	s.publish = NewSecret(cfg.PublishToken)
 	return s
 }
 
@@ -240,36 +236,7 @@ func (s *Server) FiberConfig(base fiber.Config) fiber.Config {
 func (s *Server) answerDraining(c *fiber.Ctx) error {
 	s.countRefused(refuseDraining.String())
 	c.Set(fiber.HeaderRetryAfter, "1")
-	return jsonError(c, fiber.StatusServiceUnavailable, "draining", "the server is shutting down")
-}
-
-// ErrorHandler is a fiber.ErrorHandler answering every error in the API's
-// JSON form {"error":{"code":…,"message":…}}: a *fiber.Error keeps its
-// status (code derived from it: not_found, method_not_allowed,
-// payload_too_large, request_timeout, bad_request…), anything else is a 500
-// internal error whose detail is not shown to the client.
-func ErrorHandler(c *fiber.Ctx, err error) error {
-	status, msg := fiber.StatusInternalServerError, "internal error"
-	var fe *fiber.Error
-	if errors.As(err, &fe) {
-		status, msg = fe.Code, fe.Message
-	}
-	return jsonError(c, status, statusCode(status), msg)
-}
-
-// statusCode names an HTTP status as an error code: "Not Found" → not_found.
-func statusCode(status int) string {
-	switch status {
-	case fiber.StatusRequestEntityTooLarge:
-		return "payload_too_large"
-	case fiber.StatusInternalServerError:
-		return "internal"
-	}
-	text := fiber.ErrInternalServerError.Message
-	if t := utils.StatusMessage(status); t != "" {
-		text = t
-	}
-	return strings.ReplaceAll(strings.ToLower(text), " ", "_")
+	return WriteError(c, fiber.StatusServiceUnavailable, "draining", "the server is shutting down")
 }
 
 // Register mounts the endpoints on r:
@@ -389,21 +356,7 @@ func (s *Server) checkOrigin(c *fiber.Ctx) error {
 	}
 	s.countRefused("origin")
 	s.log.Info("refused a cross-origin stream", "origin", origin, "host", host, "path", c.Path(), "client_ip", s.cfg.ClientIP(c))
-	return jsonError(c, fiber.StatusForbidden, "forbidden", "origin "+origin+" is not allowed")
-}
-
-// errorBody is every HTTP error of the API: {"error":{"code":…,"message":…}}.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func jsonError(c *fiber.Ctx, status int, code, message string) error {
-	return c.Status(status).JSON(errorBody{errorDetail{code, message}})
+	return WriteError(c, fiber.StatusForbidden, "forbidden", "origin "+origin+" is not allowed")
 }
 
 // asCloseError returns err as a *stream.CloseError, if it is one.
