@@ -18,6 +18,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/pages"
 	"github.com/opsdash/opsdash/views"
 )
 
@@ -446,12 +447,9 @@ func loginPage(c *fiber.Ctx, status int, next, msg string) error {
 	return renderLogin(c, status, views.Login{Next: next, Error: msg})
 }
 
-// renderLogin renders the sign-in page with the pages' security headers.
+// renderLogin renders the sign-in page as every page is rendered.
 func renderLogin(c *fiber.Ctx, status int, l views.Login) error {
-	securityHeaders(c)
-	c.Set(fiber.HeaderCacheControl, "no-store")
-	c.Status(status).Type("html", "utf-8")
-	return views.LoginPage(l).Render(c.UserContext(), c.Response().BodyWriter())
+	return pages.Render(c, status, views.LoginPage(l))
 }
 
 // jsonErr answers in the API's error shape {"error":{"code","message"}}.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/pages"
 	"github.com/opsdash/opsdash/collectors"
 	"github.com/opsdash/opsdash/stream"
 	"github.com/opsdash/opsdash/stream/httpapi"
@@ -133,7 +134,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	app.Get("/readyz", readyzHandler(&draining, sched))
 	met.install(app, guard.require())
-	registerPages(app, reg, log)
+	pages.Register(app, reg, log)
 	api.Register(app)
 
 	lc := net.ListenConfig{}
