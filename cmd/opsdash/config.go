@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/auth"
 	"github.com/opsdash/opsdash/cmd/opsdash/internal/clientip"
 	"github.com/opsdash/opsdash/collectors"
 	"github.com/opsdash/opsdash/stream"
@@ -270,4 +271,59 @@ func (c *serveConfig) maxValueBytes() int {
 		return -1
 	}
 	return c.MaxValueBytes
+}
+
+// authConfig holds the flags of authentication (package auth).
+type authConfig struct {
+	// Token, when set, is needed to view and subscribe.
+	Token string
+	// TokenFile names a file holding Token (--auth-token-file); validate
+	// reads it into Token.
+	TokenFile string
+	// SessionTTL is how long a browser login lasts.
+	SessionTTL time.Duration
+
+	tokenFromFile bool // Token was read from TokenFile
+}
+
+func (a *authConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.Token, "auth-token", "", "token needed to view and subscribe: programs send 'Authorization: Bearer <token>', "+
+		fmt.Sprintf("browsers sign in at /login; at least %d printable characters, e.g. from 'openssl rand -hex 32' ", auth.MinTokenLen)+
+		"(prefer OPSDASH_AUTH_TOKEN or --auth-token-file: a flag is visible to every user in ps)")
+	fs.StringVar(&a.TokenFile, "auth-token-file", "", "file holding --auth-token, e.g. a mounted Kubernetes Secret or /run/secrets/opsdash_auth_token; "+
+		"whitespace around the token is trimmed; read at startup (restart to rotate); not together with --auth-token")
+	fs.DurationVar(&a.SessionTTL, "auth-session-ttl", auth.DefaultSessionTTL, "how long a browser stays signed in (sessions also end when the server restarts)")
+}
+
+// validate reads --auth-token-file into Token and checks the token's shape
+// (auth.CheckToken, which never quotes it).
+func (a *authConfig) validate() []error {
+	var errs []error
+	if err := loadTokenFile(&a.Token, &a.tokenFromFile, "auth-token", a.TokenFile); err != nil {
+		errs = append(errs, err)
+	}
+	what := "--auth-token" // names where the token came from
+	if a.tokenFromFile {
+		what = fmt.Sprintf("--auth-token-file %q: the token", a.TokenFile)
+	}
+	if a.Token != "" {
+		errs = append(errs, auth.CheckToken(what, a.Token)...)
+	}
+	if a.SessionTTL < auth.MinSessionTTL {
+		errs = append(errs, fmt.Errorf("--auth-session-ttl must be at least %s (got %v)", shortDuration(auth.MinSessionTTL), a.SessionTTL))
+	}
+	return errs
+}
+
+// shortDuration spells d as a person would, without the zero units Go
+// adds: 1m, 12h, 1h30m (time.Duration's String says 1m0s, 12h0m0s).
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }

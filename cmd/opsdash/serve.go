@@ -16,6 +16,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/auth"
 	"github.com/opsdash/opsdash/cmd/opsdash/internal/pages"
 	"github.com/opsdash/opsdash/collectors"
 	"github.com/opsdash/opsdash/stream"
@@ -129,11 +130,17 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		AppName:               "opsdash",
 		IdleTimeout:           2 * time.Minute,
 	})))
-	guard := newAuthGuard(cfg.Auth, log, met.authFailure).withClientIP(proxies.ClientIP)
-	guard.install(app) // before every route it protects
+	guard := auth.New(auth.Config{
+		Token:      cfg.Auth.Token,
+		SessionTTL: cfg.Auth.SessionTTL,
+		Logger:     log,
+		OnFailure:  met.authFailure,
+		ClientIP:   proxies.ClientIP,
+	})
+	guard.Install(app) // before every route it protects
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	app.Get("/readyz", readyzHandler(&draining, sched))
-	met.install(app, guard.require())
+	met.install(app, guard.Require())
 	pages.Register(app, reg, log)
 	api.Register(app)
 
