@@ -327,3 +327,25 @@ func shortDuration(d time.Duration) string {
 	}
 	return s
 }
+
+// metricsConfig holds the flags of GET /metrics.
+type metricsConfig struct {
+	// Auth puts /metrics behind the auth token (--metrics-auth). Off by
+	// default: a Prometheus server usually scrapes from inside the network
+	// and the metrics hold counts, not host data.
+	Auth bool
+}
+
+func (m *metricsConfig) register(fs *flag.FlagSet) {
+	fs.BoolVar(&m.Auth, "metrics-auth", false, "require the auth token (--auth-token) on GET /metrics too")
+}
+
+// validate reports a configuration that cannot do what it says: the
+// operator asked for /metrics behind a token and there is none, which
+// would leave it open while they believe it closed.
+func (m *metricsConfig) validate(authToken string) []error {
+	if m.Auth && authToken == "" {
+		return []error{errors.New("--metrics-auth needs --auth-token: without a token /metrics would stay open")}
+	}
+	return nil
+}
