@@ -19,8 +19,7 @@ import (
 	"github.com/opsdash/opsdash/collectors"
 )
 
-// Defaults of RegistryConfig. MaxTopics has no zero-value default because
-// 0 turns the cap off; callers that want the default set DefaultMaxTopics.
+// Defaults of RegistryConfig's zero fields (see NoLimit for the rule).
 const (
 	DefaultHistoryLen   = 300
 	DefaultHistoryBytes = 1 << 20
@@ -49,8 +48,9 @@ var ErrInvalidData = errors.New("data must be a JSON object")
 // RegistryConfig.MaxValueBytes.
 var ErrValueTooLarge = errors.New("value too large")
 
-// RegistryConfig configures a Registry. Zero fields take the defaults above,
-// except MaxTopics (0 = no cap) and Demand/Logger (optional).
+// RegistryConfig configures a Registry. Zero fields take the defaults above
+// (the zero rule: see NoLimit); Demand, Logger and WriteObserver are
+// optional.
 type RegistryConfig struct {
 	// Host is the local host id: the first token of the collectors' topics,
 	// which the publish API may not use.
@@ -67,15 +67,15 @@ type RegistryConfig struct {
 	// from holding HistoryLen large values.
 	HistoryBytes int
 	// MaxValueBytes caps the compacted JSON of one value published through
-	// PublishJSON (ErrValueTooLarge). 0 means DefaultMaxValueBytes, < 0 no
-	// cap. Collectors' samples are not capped.
+	// PublishJSON (ErrValueTooLarge). 0 means DefaultMaxValueBytes, NoLimit
+	// no cap. Collectors' samples are not capped.
 	MaxValueBytes int
 	// PublishedHistoryBytes is HistoryBytes for topics created through
 	// PublishJSON (default DefaultPublishedHistoryBytes): there can be
 	// MaxTopics of them, and their payloads are anyone's choice.
 	PublishedHistoryBytes int
-	// MaxTopics caps topics created through PublishJSON (0 = no cap;
-	// DefaultMaxTopics is the documented default).
+	// MaxTopics caps topics created through PublishJSON. 0 means
+	// DefaultMaxTopics, NoLimit no cap.
 	MaxTopics int
 	// PublishedTTL: a topic created through PublishJSON that is not
 	// published for this long disappears (default 10 minutes).
@@ -189,8 +189,8 @@ func NewRegistry(cfg RegistryConfig) *Registry {
 	if cfg.HistoryBytes <= 0 {
 		cfg.HistoryBytes = DefaultHistoryBytes
 	}
-	if cfg.MaxTopics < 0 {
-		cfg.MaxTopics = 0
+	if cfg.MaxTopics == 0 {
+		cfg.MaxTopics = DefaultMaxTopics
 	}
 	if cfg.MaxValueBytes == 0 {
 		cfg.MaxValueBytes = DefaultMaxValueBytes

@@ -10,9 +10,8 @@ import (
 	"time"
 )
 
-// Defaults of SessionConfig (DefaultSessionConfig returns them all).
-// MaxSubscriptions and RequestsPerSecond have no zero-value default because
-// 0 turns those limits off.
+// Defaults of SessionConfig's zero fields (see NoLimit for the rule);
+// DefaultSessionConfig returns them all.
 const (
 	DefaultMaxSubscriptions  = 100
 	DefaultRequestsPerSecond = 20
@@ -51,18 +50,20 @@ type Conn interface {
 	Close(code int, reason string) error
 }
 
-// SessionConfig configures one session. Start from DefaultSessionConfig:
-// zero MaxSubscriptions and RequestsPerSecond mean unlimited.
+// SessionConfig configures one session. Zero fields take the defaults above
+// (the zero rule: see NoLimit).
 type SessionConfig struct {
 	// ID is the connection id (hello "session"); generated when "".
 	ID string
 	// Heartbeat is advertised as heartbeat_ms in hello.
 	Heartbeat time.Duration
-	// MaxSubscriptions caps the patterns of one connection (0 = unlimited);
-	// a subscribe past it gets too_many_subscriptions and subscribes nothing.
+	// MaxSubscriptions caps the patterns of one connection (NoLimit: no
+	// cap); a subscribe past it gets too_many_subscriptions and subscribes
+	// nothing.
 	MaxSubscriptions int
 	// RequestsPerSecond is the token bucket rate for client requests
-	// (0 = unlimited); a request without a token gets rate_limited.
+	// (NoLimit: no rate limit); a request without a token gets
+	// rate_limited.
 	RequestsPerSecond float64
 	// RequestBurst is the bucket size (default 40).
 	RequestBurst int
@@ -75,7 +76,8 @@ type SessionConfig struct {
 	ReplyQueue int
 }
 
-// DefaultSessionConfig returns the documented default limits.
+// DefaultSessionConfig returns the documented default limits, which a
+// zero SessionConfig gets too.
 func DefaultSessionConfig() SessionConfig {
 	return SessionConfig{
 		MaxSubscriptions:  DefaultMaxSubscriptions,
@@ -127,11 +129,11 @@ type Session struct {
 // or Subscribe queue something. A writer goroutine exists only while frames
 // are pending.
 func (r *Registry) Open(conn Conn, cfg SessionConfig) *Session {
-	if cfg.MaxSubscriptions < 0 {
-		cfg.MaxSubscriptions = 0
+	if cfg.MaxSubscriptions == 0 {
+		cfg.MaxSubscriptions = DefaultMaxSubscriptions
 	}
-	if cfg.RequestsPerSecond < 0 {
-		cfg.RequestsPerSecond = 0
+	if cfg.RequestsPerSecond == 0 {
+		cfg.RequestsPerSecond = DefaultRequestsPerSecond
 	}
 	if cfg.RequestBurst <= 0 {
 		cfg.RequestBurst = DefaultRequestBurst

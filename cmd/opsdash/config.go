@@ -15,6 +15,7 @@ import (
 	"github.com/opsdash/opsdash/cmd/opsdash/internal/clientip"
 	"github.com/opsdash/opsdash/collectors"
 	"github.com/opsdash/opsdash/stream"
+	"github.com/opsdash/opsdash/stream/httpapi"
 )
 
 // envPrefix is prepended to a flag's name (upper case, '-' → '_') to give the
@@ -24,6 +25,13 @@ const envPrefix = "OPSDASH_"
 // defaultListen is serve's default address; healthcheck and watch derive
 // their default server URL from it.
 const defaultListen = ":8080"
+
+// defaultDrainTimeout is how long shutdown waits for clients by default.
+const defaultDrainTimeout = 10 * time.Second
+
+// minFrameBytes is the smallest --max-frame-bytes: a client must be able
+// to send a subscribe request of a few patterns.
+const minFrameBytes = 1024
 
 // serveConfig is everything `opsdash serve` can be told.
 type serveConfig struct {
@@ -110,6 +118,13 @@ func (l *stringList) Set(s string) error {
 }
 
 // newServeFlags defines serve's flags on a new FlagSet writing usage to out.
+//
+// Defaults come from the constants of the packages that own them, never
+// as literals here, so --help, the docs' tables (TestDocsMatchServeFlags)
+// and the code agree. The flags keep their documented spellings, "0
+// turns a limit off" and "--send-buffer 0 keeps the system's buffer"
+// among them; serve translates them into the config structs, whose own
+// rule is that zero means the default (stream.NoLimit; see limitFlag).
 func newServeFlags(cfg *serveConfig) *flag.FlagSet {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.Listen, "listen", defaultListen, "address to serve on (host:port)")
@@ -119,20 +134,23 @@ func newServeFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.StringVar(&cfg.PublishToken, "publish-token", "", "bearer token that enables POST /api/v1/publish (off when empty; prefer OPSDASH_PUBLISH_TOKEN or --publish-token-file)")
 	fs.StringVar(&cfg.PublishTokenFile, "publish-token-file", "", "file holding --publish-token, e.g. a mounted Kubernetes Secret or /run/secrets/opsdash_publish_token; "+
 		"whitespace around the token is trimmed; read at startup (restart to rotate); not together with --publish-token")
-	fs.IntVar(&cfg.SendBuffer, "send-buffer", 64<<10, "kernel send buffer per connection in bytes (SO_SNDBUF); 0 keeps the system default")
-	fs.IntVar(&cfg.MaxFrameBytes, "max-frame-bytes", 64<<10, "largest WebSocket frame a client may send; larger frames close with 1009")
-	fs.IntVar(&cfg.MaxConns, "max-conns", 10000, "WebSocket and SSE connections in total (0 = no limit); over it: close 1013")
-	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 100, "connections per client IP (0 = no limit); over it: close 1008")
-	fs.IntVar(&cfg.MaxSubs, "max-subscriptions", 100, "subscribed patterns per connection (0 = no limit)")
-	fs.Float64Var(&cfg.RequestRate, "request-rate", 20, "requests per second per connection (0 = no limit)")
-	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "WebSocket ping period; a silent client is closed after 2.5 times that")
-	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "deadline for each write to a client; a WebSocket write stuck for between half of it and all of it is cut and the connection closed (4008)")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for connections to close")
-	fs.IntVar(&cfg.MaxTopics, "max-topics", 1000, "topics that may be created through the publish API (0 = no limit)")
-	fs.IntVar(&cfg.MaxValueBytes, "max-value-bytes", stream.DefaultMaxValueBytes, "largest value (compact JSON) one publish item may carry, over it: 413 (0 = no limit beyond the 1 MiB body); "+
-		"a published topic's history also keeps at most 64 KiB")
-	fs.DurationVar(&cfg.TopicTTL, "topic-ttl", 10*time.Minute, "a published topic not published for this long expires")
-	fs.IntVar(&cfg.HistoryLen, "history", 300, "values kept per topic for charts and ?history=N")
+	fs.IntVar(&cfg.SendBuffer, "send-buffer", httpapi.DefaultSendBuffer, "kernel send buffer per connection in bytes (SO_SNDBUF); 0 keeps the system default")
+	fs.IntVar(&cfg.MaxFrameBytes, "max-frame-bytes", httpapi.DefaultMaxFrameBytes,
+		fmt.Sprintf("largest WebSocket frame a client may send (at least %d); larger frames close with 1009", minFrameBytes))
+	fs.IntVar(&cfg.MaxConns, "max-conns", httpapi.DefaultMaxConns, "WebSocket and SSE connections in total (0 = no limit); over it: close 1013")
+	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", httpapi.DefaultMaxConnsPerIP, "connections per client IP (0 = no limit); over it: close 1008")
+	fs.IntVar(&cfg.MaxSubs, "max-subscriptions", stream.DefaultMaxSubscriptions, "subscribed patterns per connection (0 = no limit)")
+	fs.Float64Var(&cfg.RequestRate, "request-rate", stream.DefaultRequestsPerSecond, "requests per second per connection (0 = no limit)")
+	fs.DurationVar(&cfg.Heartbeat, "heartbeat", httpapi.DefaultHeartbeat, "WebSocket ping period; a silent client is closed after 2.5 times that")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", httpapi.DefaultWriteTimeout,
+		fmt.Sprintf("deadline for each write to a client; a WebSocket write stuck for between half of it and all of it is cut and the connection closed (%d)", stream.CloseWriteTimeout))
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", defaultDrainTimeout, "how long shutdown waits for connections to close")
+	fs.IntVar(&cfg.MaxTopics, "max-topics", stream.DefaultMaxTopics, "topics that may be created through the publish API (0 = no limit)")
+	fs.IntVar(&cfg.MaxValueBytes, "max-value-bytes", stream.DefaultMaxValueBytes,
+		fmt.Sprintf("largest value (compact JSON) one publish item may carry, over it: 413 (0 = no limit beyond the %s body); "+
+			"a published topic's history also keeps at most %s", byteSize(httpapi.DefaultMaxPublishBytes), byteSize(stream.DefaultPublishedHistoryBytes)))
+	fs.DurationVar(&cfg.TopicTTL, "topic-ttl", stream.DefaultPublishedTTL, "a published topic not published for this long expires")
+	fs.IntVar(&cfg.HistoryLen, "history", stream.DefaultHistoryLen, "values kept per topic for charts and ?history=N")
 	fs.Var(&cfg.Intervals, "intervals", "per-collector intervals, e.g. 'cpu=2s,disk.usage=30s' (collector names as in docs/topics.md)")
 	fs.StringVar(&cfg.LogFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal, JSON otherwise)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -189,8 +207,8 @@ func (c *serveConfig) validate() error {
 			errs = append(errs, fmt.Errorf("%s must not be negative (got %d)", f.name, f.v))
 		}
 	}
-	if c.MaxFrameBytes < 1024 {
-		errs = append(errs, fmt.Errorf("--max-frame-bytes must be at least 1024 (got %d)", c.MaxFrameBytes))
+	if c.MaxFrameBytes < minFrameBytes {
+		errs = append(errs, fmt.Errorf("--max-frame-bytes must be at least %d (got %d)", minFrameBytes, c.MaxFrameBytes))
 	}
 	if c.RequestRate < 0 {
 		errs = append(errs, fmt.Errorf("--request-rate must not be negative (got %v)", c.RequestRate))
@@ -264,13 +282,25 @@ func hostEnv() map[string]string {
 	return m
 }
 
-// maxValueBytes is --max-value-bytes for stream.RegistryConfig, where 0
-// means the default and a negative value no limit.
-func (c *serveConfig) maxValueBytes() int {
-	if c.MaxValueBytes == 0 {
-		return -1
+// limitFlag translates a limit flag, where 0 turns the limit off, into
+// the config structs' spelling, where 0 means the default and
+// stream.NoLimit turns it off.
+func limitFlag[T int | float64](v T) T {
+	if v == 0 {
+		return stream.NoLimit
 	}
-	return c.MaxValueBytes
+	return v
+}
+
+// byteSize spells n bytes for --help: 64 KiB, 1 MiB.
+func byteSize(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // authConfig holds the flags of authentication (package auth).

@@ -89,8 +89,8 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	reg := stream.NewRegistry(stream.RegistryConfig{
 		Host:          hostID,
 		HistoryLen:    cfg.HistoryLen,
-		MaxTopics:     cfg.MaxTopics,
-		MaxValueBytes: cfg.maxValueBytes(),
+		MaxTopics:     limitFlag(cfg.MaxTopics),
+		MaxValueBytes: limitFlag(cfg.MaxValueBytes),
 		PublishedTTL:  cfg.TopicTTL,
 		Logger:        log,
 		WriteObserver: met.ObserveWrite,
@@ -106,16 +106,16 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		AllowedOrigins: cfg.AllowedOrigins,
 		PublishToken:   cfg.PublishToken,
 		MaxFrameBytes:  cfg.MaxFrameBytes,
-		MaxConns:       cfg.MaxConns,
-		MaxConnsPerIP:  cfg.MaxConnsPerIP,
+		MaxConns:       limitFlag(cfg.MaxConns),
+		MaxConnsPerIP:  limitFlag(cfg.MaxConnsPerIP),
 		WriteTimeout:   cfg.WriteTimeout,
 		Heartbeat:      cfg.Heartbeat,
 		ClientIP:       proxies.ClientIP,
 		TrustedProxy:   proxies.TrustedPeer(),
 		Session: stream.SessionConfig{
 			Heartbeat:         cfg.Heartbeat,
-			MaxSubscriptions:  cfg.MaxSubs,
-			RequestsPerSecond: cfg.RequestRate,
+			MaxSubscriptions:  limitFlag(cfg.MaxSubs),
+			RequestsPerSecond: limitFlag(cfg.RequestRate),
 		},
 	})
 	met.ExportStream(reg.Stats, api.Stats)

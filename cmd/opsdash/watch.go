@@ -21,6 +21,7 @@ import (
 	"github.com/fasthttp/websocket"
 
 	"github.com/opsdash/opsdash/stream"
+	"github.com/opsdash/opsdash/stream/httpapi"
 )
 
 // Timing of the watch client. The heartbeat itself comes from the server's
@@ -30,8 +31,9 @@ const (
 	watchHandshakeTimeout = 10 * time.Second
 	// watchHelloTimeout bounds the wait for hello after the upgrade.
 	watchHelloTimeout = 10 * time.Second
-	// watchDefaultHeartbeat is used when hello carries no heartbeat_ms.
-	watchDefaultHeartbeat = 15 * time.Second
+	// watchDefaultHeartbeat is used when hello carries no heartbeat_ms:
+	// the server's default.
+	watchDefaultHeartbeat = httpapi.DefaultHeartbeat
 	// watchBackoffBase is the first reconnect delay's upper bound; it
 	// doubles per failed attempt up to --max-backoff.
 	watchBackoffBase = 500 * time.Millisecond

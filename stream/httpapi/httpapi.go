@@ -40,9 +40,7 @@ import (
 	"github.com/opsdash/opsdash/stream"
 )
 
-// Defaults: of Config's zero values, and (DefaultMaxConns,
-// DefaultMaxConnsPerIP) the values a server's flags start from, since 0
-// turns those two limits off.
+// Defaults of Config's zero fields (the zero rule: see stream.NoLimit).
 const (
 	DefaultMaxFrameBytes    = 64 << 10
 	DefaultMaxConns         = 10000
@@ -57,8 +55,8 @@ const (
 // drainWorkers is how many connections Drain closes at once.
 const drainWorkers = 32
 
-// Config configures a Server. Zero values take the defaults above; the
-// limits that can be turned off say how.
+// Config configures a Server. Zero fields take the defaults above (the
+// zero rule: see stream.NoLimit); the limits that can be turned off say so.
 type Config struct {
 	// Registry is the stream registry served. Required.
 	Registry *stream.Registry
@@ -80,13 +78,11 @@ type Config struct {
 	MaxFrameBytes int
 	// MaxConns caps WebSocket and SSE connections together: a WebSocket
 	// over it is upgraded and closed with 1013, an SSE request answered
-	// 503. 0 turns it off (like the flags: "0 turns a limit off");
-	// DefaultMaxConns (10000) is the value a server starts with.
+	// 503. Default 10000; stream.NoLimit turns it off.
 	MaxConns int
 	// MaxConnsPerIP caps them per client IP (see ClientIP): WebSocket
-	// close 1008, SSE 429. 0 turns it off, as a load test from one
-	// loopback address needs; DefaultMaxConnsPerIP (100) is the value a
-	// server starts with.
+	// close 1008, SSE 429. Default 100; stream.NoLimit turns it off, as a
+	// load test from one loopback address needs.
 	MaxConnsPerIP int
 	// HandshakeTimeout bounds reading a request, the WebSocket upgrade
 	// included. It is enforced by fasthttp's read timeout: FiberConfig
@@ -104,9 +100,8 @@ type Config struct {
 	// is closed. Advertised to clients as heartbeat_ms. Default 15 s.
 	Heartbeat time.Duration
 	// Session holds the per-connection limits, passed to the registry as
-	// they are (Heartbeat is set from Heartbeat above). A zero Session
-	// means stream.DefaultSessionConfig(); in a non-zero one, zero
-	// MaxSubscriptions and RequestsPerSecond turn those limits off.
+	// they are (Heartbeat is set from Heartbeat above); its zero fields
+	// take stream's defaults.
 	Session stream.SessionConfig
 	// MaxPublishBytes caps a publish request's body (413). Default 1 MiB.
 	// fiber.Config.BodyLimit must be at least this (FiberConfig sees to it).
@@ -168,11 +163,14 @@ func New(cfg Config) *Server {
 	if cfg.MaxHistory <= 0 {
 		cfg.MaxHistory = DefaultMaxHistory
 	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxConnsPerIP == 0 {
+		cfg.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
 	if cfg.ClientIP == nil {
 		cfg.ClientIP = func(c *fiber.Ctx) string { return c.IP() }
-	}
-	if cfg.Session == (stream.SessionConfig{}) {
-		cfg.Session = stream.DefaultSessionConfig()
 	}
 	cfg.Session.Heartbeat = cfg.Heartbeat
 	origins, bad := newOriginPolicy(cfg.AllowedOrigins)
