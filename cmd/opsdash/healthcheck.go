@@ -20,7 +20,8 @@ import (
 // seen from the same machine. The image's HEALTHCHECK spells it out.
 const defaultServer = "http://127.0.0.1" + defaultListen
 
-// healthcheckMain asks a server's /readyz and exits 0 when it is ready, 1
+// healthcheckMain is the `opsdash healthcheck` client: it asks a server's
+// /readyz (answered by readyz.go) and exits 0 when it is ready, 1
 // otherwise, 2 on bad flags. It exists so that a container image without
 // curl can have a HEALTHCHECK.
 //
