@@ -7,12 +7,12 @@ import (
 	"net"
 	"os"
 	"path"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/opsdash/opsdash/cmd/opsdash/internal/auth"
 	"github.com/opsdash/opsdash/cmd/opsdash/internal/clientip"
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/envflag"
 	"github.com/opsdash/opsdash/collectors"
 	"github.com/opsdash/opsdash/stream"
 	"github.com/opsdash/opsdash/stream/httpapi"
@@ -21,6 +21,15 @@ import (
 // envPrefix is prepended to a flag's name (upper case, '-' → '_') to give the
 // environment variable that sets it: --listen ↔ OPSDASH_LISTEN.
 const envPrefix = "OPSDASH_"
+
+// envName is the environment variable that sets flag name.
+func envName(name string) string { return envflag.Name(envPrefix, name) }
+
+// parseWithEnv parses args into fs after the OPSDASH_* variables: a flag
+// beats its variable, which beats the default.
+func parseWithEnv(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	return envflag.Parse(fs, envPrefix, args, getenv)
+}
 
 // defaultListen is serve's default address; healthcheck and watch derive
 // their default server URL from it.
@@ -37,8 +46,8 @@ const minFrameBytes = 1024
 type serveConfig struct {
 	Listen           string
 	HostID           string
-	NetInclude       stringList
-	AllowedOrigins   stringList
+	NetInclude       envflag.List
+	AllowedOrigins   envflag.List
 	PublishToken     string
 	PublishTokenFile string // --publish-token-file, read into PublishToken by validate
 	SendBuffer       int
@@ -56,65 +65,14 @@ type serveConfig struct {
 	HistoryLen       int
 	LogFormat        string
 	LogLevel         string
-	Intervals        intervalMap
-	TrustedProxies   stringList
+	Intervals        envflag.DurationMap
+	TrustedProxies   envflag.List
 	Auth             authConfig
 	TLS              tlsConfig
 	Metrics          metricsConfig
 
 	publishTokenFromFile bool             // PublishToken was read from PublishTokenFile
 	proxies              clientip.Proxies // TrustedProxies, parsed by validate
-}
-
-// intervalMap is a flag of comma-separated collector=duration pairs, e.g.
-// "cpu=2s,disk.usage=30s".
-type intervalMap map[string]time.Duration
-
-func (m *intervalMap) String() string {
-	parts := make([]string, 0, len(*m))
-	for k, v := range *m {
-		parts = append(parts, k+"="+v.String())
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, ",")
-}
-
-// Set replaces the map with the pairs in s.
-func (m *intervalMap) Set(s string) error {
-	out := intervalMap{}
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part == "" {
-			continue
-		}
-		name, dur, ok := strings.Cut(part, "=")
-		if !ok {
-			return fmt.Errorf("%q: want collector=duration, e.g. cpu=2s", part)
-		}
-		d, err := time.ParseDuration(strings.TrimSpace(dur))
-		if err != nil {
-			return fmt.Errorf("%q: %v", part, err)
-		}
-		out[strings.TrimSpace(name)] = d
-	}
-	*m = out
-	return nil
-}
-
-// stringList is a comma-separated flag value.
-type stringList []string
-
-func (l *stringList) String() string { return strings.Join(*l, ",") }
-
-// Set replaces the list (so an environment value is overridden, not extended,
-// by the command line).
-func (l *stringList) Set(s string) error {
-	*l = nil
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			*l = append(*l, part)
-		}
-	}
-	return nil
 }
 
 // newServeFlags defines serve's flags on a new FlagSet writing usage to out.
@@ -160,28 +118,6 @@ func newServeFlags(cfg *serveConfig) *flag.FlagSet {
 	cfg.TLS.register(fs)
 	cfg.Metrics.register(fs)
 	return fs
-}
-
-// envName is the environment variable that sets flag name.
-func envName(name string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-}
-
-// parseWithEnv applies OPSDASH_* environment variables, then the command
-// line, so a flag beats its variable which beats the default.
-func parseWithEnv(fs *flag.FlagSet, args []string, getenv func(string) string) error {
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if v := getenv(envName(f.Name)); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %v", envName(f.Name), v, err))
-			}
-		}
-	})
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	return fs.Parse(args)
 }
 
 // validate reports every bad value at once, so a misconfigured deployment
