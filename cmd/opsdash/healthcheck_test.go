@@ -155,8 +155,8 @@ var imageHealthcheck = []string{"healthcheck", "--server", "http://127.0.0.1:808
 // verified the usual way, against --ca or the system's roots.
 func TestHealthcheckTLS(t *testing.T) {
 	dir := t.TempDir()
-	self := writeTestPair(t, dir, "self")
-	other := writeTestPair(t, dir, "other")
+	self := certtest.WriteSelfSigned(t, dir, "self")
+	other := certtest.WriteSelfSigned(t, dir, "other")
 	issued := certtest.IssuedByCA(t, "opsdash.internal").WriteFiles(t, dir, "issued")
 
 	for _, srv := range []struct {

@@ -129,8 +129,8 @@ func startRenewableTLS(t *testing.T, a, b certtest.Files) (addr string, roots *x
 
 func TestTLSCertificateReload(t *testing.T) {
 	dir := t.TempDir()
-	a := writeTestPair(t, dir, "a")
-	b := writeTestPair(t, dir, "b")
+	a := certtest.WriteSelfSigned(t, dir, "a")
+	b := certtest.WriteSelfSigned(t, dir, "b")
 	serialA, serialB := a.Leaf.SerialNumber, b.Leaf.SerialNumber
 	if serialA.Cmp(serialB) == 0 {
 		t.Fatal("test pairs share a serial")

@@ -20,18 +20,11 @@ import (
 	"github.com/opsdash/opsdash/stream/httpapi/certtest"
 )
 
-// writeTestPair writes a new self-signed certificate for 127.0.0.1, valid
-// for a day, and its key to dir/name.crt and dir/name.key.
-func writeTestPair(t *testing.T, dir, name string) certtest.Files {
-	t.Helper()
-	return certtest.SelfSigned(t, name, time.Now().Add(24*time.Hour)).WriteFiles(t, dir, name)
-}
-
 // startTLSServer runs `opsdash serve --tls-cert … --tls-key …` and returns
 // its https base URL and a client TLS config that trusts its certificate.
 func startTLSServer(t *testing.T, args ...string) (string, *tls.Config, func() int) {
 	t.Helper()
-	p := writeTestPair(t, t.TempDir(), "server")
+	p := certtest.WriteSelfSigned(t, t.TempDir(), "server")
 	base, stop := startServer(t, append([]string{"--tls-cert", p.Cert, "--tls-key", p.Key}, args...)...)
 	return "https://" + strings.TrimPrefix(base, "http://"), &tls.Config{RootCAs: p.Pool}, stop
 }
@@ -138,8 +131,8 @@ func TestTLSServesHTTPSAndWSS(t *testing.T) {
 // with a message naming the flag and the file.
 func TestTLSValidation(t *testing.T) {
 	dir := t.TempDir()
-	a := writeTestPair(t, dir, "a")
-	b := writeTestPair(t, dir, "b")
+	a := certtest.WriteSelfSigned(t, dir, "a")
+	b := certtest.WriteSelfSigned(t, dir, "b")
 	garbage := filepath.Join(dir, "garbage.pem")
 	if err := os.WriteFile(garbage, []byte("not PEM\n"), 0o600); err != nil {
 		t.Fatal(err)

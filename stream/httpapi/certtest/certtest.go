@@ -60,6 +60,14 @@ func SelfSigned(t testing.TB, name string, notAfter time.Time) *Pair {
 	return newPair(t, der, nil, key)
 }
 
+// WriteSelfSigned writes a new self-signed pair (see SelfSigned), valid for
+// a day, to dir as name.crt and name.key: the usual case of SelfSigned and
+// WriteFiles in one call.
+func WriteSelfSigned(t testing.TB, dir, name string) Files {
+	t.Helper()
+	return SelfSigned(t, name, time.Now().Add(24*time.Hour)).WriteFiles(t, dir, name)
+}
+
 // IssuedByCA returns a certificate that a new private CA ("opsdash test
 // CA") issued for localhost and name, and not for any IP address, as a
 // CA of an organisation would; it is valid for a day.

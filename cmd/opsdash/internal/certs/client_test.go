@@ -52,8 +52,8 @@ func handshake(addr string, cfg *tls.Config) error {
 // server refuses TLS 1.1.
 func TestClientConfigs(t *testing.T) {
 	dir := t.TempDir()
-	self := certtest.SelfSigned(t, "self", time.Now().Add(time.Hour)).WriteFiles(t, dir, "self")
-	other := certtest.SelfSigned(t, "other", time.Now().Add(time.Hour)).WriteFiles(t, dir, "other")
+	self := certtest.WriteSelfSigned(t, dir, "self")
+	other := certtest.WriteSelfSigned(t, dir, "other")
 	issued := certtest.IssuedByCA(t, "opsdash.internal").WriteFiles(t, dir, "issued")
 	selfAddr, issuedAddr := serveTLS(t, self), serveTLS(t, issued)
 

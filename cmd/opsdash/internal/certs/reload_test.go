@@ -14,12 +14,6 @@ import (
 	"github.com/opsdash/opsdash/stream/httpapi/certtest"
 )
 
-// writePair writes a new self-signed pair, valid for a day, to dir.
-func writePair(t *testing.T, dir, name string) certtest.Files {
-	t.Helper()
-	return certtest.SelfSigned(t, name, time.Now().Add(24*time.Hour)).WriteFiles(t, dir, name)
-}
-
 // checkNow runs one check of the files at once, whatever the interval.
 func (r *Reloader) checkNow() {
 	r.mu.Lock()
@@ -33,8 +27,8 @@ func (r *Reloader) checkNow() {
 // throughout; a stale interval means no check at all.
 func TestCertReloaderReporting(t *testing.T) {
 	dir := t.TempDir()
-	a := writePair(t, dir, "a")
-	b := writePair(t, dir, "b")
+	a := certtest.WriteSelfSigned(t, dir, "a")
+	b := certtest.WriteSelfSigned(t, dir, "b")
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	a.Install(t, certFile, keyFile)
 	pair, errs := Load(certFile, keyFile)
@@ -122,7 +116,7 @@ func TestCertReloaderReporting(t *testing.T) {
 // time) and with a rename over it (another file), and not otherwise.
 func TestFileStamps(t *testing.T) {
 	dir := t.TempDir()
-	a := writePair(t, dir, "a")
+	a := certtest.WriteSelfSigned(t, dir, "a")
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	a.Install(t, certFile, keyFile)
 	s0, err := statPair(certFile, keyFile)

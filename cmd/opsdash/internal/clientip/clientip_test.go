@@ -103,6 +103,24 @@ func FuzzForwardedClient(f *testing.F) {
 	})
 }
 
+// seen sends app.Test's GET http://web-1:8080/ with headers h (its peer is
+// 0.0.0.0) to an app of cfg and returns what report says of the request.
+func seen(t *testing.T, cfg fiber.Config, h http.Header, report func(*fiber.Ctx) string) string {
+	t.Helper()
+	cfg.DisableStartupMessage = true
+	app := fiber.New(cfg)
+	app.Get("/", func(c *fiber.Ctx) error { return c.SendString(report(c)) })
+	req, _ := http.NewRequest("GET", "http://web-1:8080/", nil)
+	req.Header = h
+	resp, err := app.Test(req, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
 // TestTrustedProxyHooks: the hooks handed to Fiber (FiberConfig) and
 // httpapi (TrustedPeer) believe forwarded headers only from the set
 // (app.Test's peer is 0.0.0.0).
@@ -119,18 +137,9 @@ func TestTrustedProxyHooks(t *testing.T) {
 		if len(errs) > 0 {
 			t.Fatal(errs)
 		}
-		app := fiber.New(set.FiberConfig(fiber.Config{DisableStartupMessage: true}))
-		app.Get("/", func(c *fiber.Ctx) error { return c.SendString(c.Protocol() + " " + c.Hostname()) })
-		req, _ := http.NewRequest("GET", "http://web-1:8080/", nil)
-		req.Header.Set("X-Forwarded-Proto", "https")
-		req.Header.Set("X-Forwarded-Host", "ops.example.com")
-		resp, err := app.Test(req, -1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if string(body) != tt.want {
+		body := seen(t, set.FiberConfig(fiber.Config{}), http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"ops.example.com"}},
+			func(c *fiber.Ctx) string { return c.Protocol() + " " + c.Hostname() })
+		if body != tt.want {
 			t.Errorf("--trusted-proxies %v: Fiber sees %q, want %q", tt.proxies, body, tt.want)
 		}
 
@@ -163,18 +172,8 @@ func TestClientIP(t *testing.T) {
 		{[]string{"0.0.0.0", "10.0.0.0/8"}, "203.0.113.9"},
 	} {
 		set, _ := ParseProxies(tt.proxies)
-		app := fiber.New(fiber.Config{DisableStartupMessage: true})
-		app.Get("/", func(c *fiber.Ctx) error { return c.SendString(set.ClientIP(c)) })
-		req, _ := http.NewRequest("GET", "http://web-1:8080/", nil)
-		req.Header.Add("X-Forwarded-For", "198.51.100.66, 203.0.113.9")
-		req.Header.Add("X-Forwarded-For", "10.1.1.1")
-		resp, err := app.Test(req, -1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if string(body) != tt.want {
+		body := seen(t, fiber.Config{}, http.Header{"X-Forwarded-For": {"198.51.100.66, 203.0.113.9", "10.1.1.1"}}, set.ClientIP)
+		if body != tt.want {
 			t.Errorf("proxies %v: client %q, want %q", tt.proxies, body, tt.want)
 		}
 	}
