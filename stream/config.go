@@ -5,8 +5,7 @@ import (
 	"time"
 )
 
-// Defaults of RegistryConfig. MaxTopics has no zero-value default because
-// 0 turns the cap off; callers that want the default set DefaultMaxTopics.
+// Defaults of RegistryConfig's zero fields (see NoLimit for the rule).
 const (
 	DefaultHistoryLen   = 300
 	DefaultHistoryBytes = 1 << 20
@@ -20,8 +19,9 @@ const (
 	DefaultPublishedHistoryBytes = 64 << 10
 )
 
-// RegistryConfig configures a Registry. Zero fields take the defaults above,
-// except MaxTopics (0 = no cap) and Demand/Logger/WriteObserver (optional).
+// RegistryConfig configures a Registry. Zero fields take the defaults above
+// (the zero rule: see NoLimit); Demand, Logger and WriteObserver are
+// optional.
 type RegistryConfig struct {
 	// Host is the local host id: the first token of the collectors' topics,
 	// which the publish API may not use.
@@ -38,15 +38,15 @@ type RegistryConfig struct {
 	// from holding HistoryLen large values.
 	HistoryBytes int
 	// MaxValueBytes caps the compacted JSON of one value published through
-	// PublishJSON (ErrValueTooLarge). 0 means DefaultMaxValueBytes, < 0 no
-	// cap. Collectors' samples are not capped.
+	// PublishJSON (ErrValueTooLarge). 0 means DefaultMaxValueBytes, NoLimit
+	// no cap. Collectors' samples are not capped.
 	MaxValueBytes int
 	// PublishedHistoryBytes is HistoryBytes for topics created through
 	// PublishJSON (default DefaultPublishedHistoryBytes): there can be
 	// MaxTopics of them, and their payloads are anyone's choice.
 	PublishedHistoryBytes int
-	// MaxTopics caps topics created through PublishJSON (0 = no cap;
-	// DefaultMaxTopics is the documented default).
+	// MaxTopics caps topics created through PublishJSON. 0 means
+	// DefaultMaxTopics, NoLimit no cap.
 	MaxTopics int
 	// PublishedTTL: a topic created through PublishJSON that is not
 	// published for this long disappears (default 10 minutes).
@@ -66,9 +66,8 @@ type RegistryConfig struct {
 	WriteObserver func(d time.Duration, frames int)
 }
 
-// Defaults of SessionConfig (DefaultSessionConfig returns them all).
-// MaxSubscriptions and RequestsPerSecond have no zero-value default because
-// 0 turns those limits off.
+// Defaults of SessionConfig's zero fields (see NoLimit for the rule);
+// DefaultSessionConfig returns them all.
 const (
 	DefaultMaxSubscriptions  = 100
 	DefaultRequestsPerSecond = 20
@@ -77,18 +76,20 @@ const (
 	DefaultReplyQueue        = 16
 )
 
-// SessionConfig configures one session. Start from DefaultSessionConfig:
-// zero MaxSubscriptions and RequestsPerSecond mean unlimited.
+// SessionConfig configures one session. Zero fields take the defaults above
+// (the zero rule: see NoLimit).
 type SessionConfig struct {
 	// ID is the connection id (hello "session"); generated when "".
 	ID string
 	// Heartbeat is advertised as heartbeat_ms in hello.
 	Heartbeat time.Duration
-	// MaxSubscriptions caps the patterns of one connection (0 = unlimited);
-	// a subscribe past it gets too_many_subscriptions and subscribes nothing.
+	// MaxSubscriptions caps the patterns of one connection (NoLimit: no
+	// cap); a subscribe past it gets too_many_subscriptions and subscribes
+	// nothing.
 	MaxSubscriptions int
 	// RequestsPerSecond is the token bucket rate for client requests
-	// (0 = unlimited); a request without a token gets rate_limited.
+	// (NoLimit: no rate limit); a request without a token gets
+	// rate_limited.
 	RequestsPerSecond float64
 	// RequestBurst is the bucket size (default 40).
 	RequestBurst int
@@ -101,7 +102,8 @@ type SessionConfig struct {
 	ReplyQueue int
 }
 
-// DefaultSessionConfig returns the documented default limits.
+// DefaultSessionConfig returns the documented default limits, which a
+// zero SessionConfig gets too.
 func DefaultSessionConfig() SessionConfig {
 	return SessionConfig{
 		MaxSubscriptions:  DefaultMaxSubscriptions,
@@ -112,27 +114,25 @@ func DefaultSessionConfig() SessionConfig {
 	}
 }
 
-// withDefaults applies RegistryConfig's zero-value rules: a field with a
-// default takes it when 0 or below, MaxTopics below 0 is 0 (no cap), and
-// MaxValueBytes takes its default only at 0 (below 0 is no cap).
+// withDefaults applies RegistryConfig's zero rule (see NoLimit): a field
+// with a default takes it when 0 or below, except the limits NoLimit turns
+// off (MaxTopics, MaxValueBytes), which take it only at 0.
 func (c RegistryConfig) withDefaults() RegistryConfig {
 	c.HistoryLen = orDefault(c.HistoryLen, DefaultHistoryLen)
 	c.HistoryBytes = orDefault(c.HistoryBytes, DefaultHistoryBytes)
 	c.PublishedHistoryBytes = orDefault(c.PublishedHistoryBytes, DefaultPublishedHistoryBytes)
 	c.PublishedTTL = orDefault(c.PublishedTTL, DefaultPublishedTTL)
-	c.MaxTopics = max(c.MaxTopics, 0)
-	if c.MaxValueBytes == 0 {
-		c.MaxValueBytes = DefaultMaxValueBytes
-	}
+	c.MaxTopics = limitOrDefault(c.MaxTopics, DefaultMaxTopics)
+	c.MaxValueBytes = limitOrDefault(c.MaxValueBytes, DefaultMaxValueBytes)
 	return c
 }
 
-// withDefaults applies SessionConfig's zero-value rules: the limits that 0
-// turns off are off below 0 too; the others take their default when 0 or
-// below.
+// withDefaults applies SessionConfig's zero rule (see NoLimit): the limits
+// NoLimit turns off take their default only at 0; the others take it when
+// 0 or below.
 func (c SessionConfig) withDefaults() SessionConfig {
-	c.MaxSubscriptions = max(c.MaxSubscriptions, 0)
-	c.RequestsPerSecond = max(c.RequestsPerSecond, 0)
+	c.MaxSubscriptions = limitOrDefault(c.MaxSubscriptions, DefaultMaxSubscriptions)
+	c.RequestsPerSecond = limitOrDefault(c.RequestsPerSecond, DefaultRequestsPerSecond)
 	c.RequestBurst = orDefault(c.RequestBurst, DefaultRequestBurst)
 	c.RateLimitStrikes = orDefault(c.RateLimitStrikes, DefaultRateLimitStrikes)
 	c.ReplyQueue = orDefault(c.ReplyQueue, DefaultReplyQueue)
@@ -143,6 +143,15 @@ func (c SessionConfig) withDefaults() SessionConfig {
 // duration of 0 would make its feature useless, so 0 means "the default".
 func orDefault[T ~int | ~int64](v, def T) T {
 	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// limitOrDefault returns def when v is 0 and v otherwise: a negative v
+// (NoLimit) stays negative, which the limit's check reads as off.
+func limitOrDefault[T ~int | ~float64](v, def T) T {
+	if v == 0 {
 		return def
 	}
 	return v

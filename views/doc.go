@@ -2,7 +2,7 @@
 // components: the dashboard of this host (/), the topic explorer (/topics)
 // and one topic watched live (/topics/{topic}). Views receive plain model
 // structs built from the stream registry (NewDashboard, NewExplorer,
-// NewTopicDetail); the handlers in cmd/opsdash/pages.go hold no rendering
+// NewTopicDetail); the handlers in cmd/opsdash/internal/pages hold no rendering
 // logic. Generated *_templ.go files are committed; regenerate them with
 // `go tool templ generate`.
 //

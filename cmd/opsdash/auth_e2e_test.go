@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/auth"
 )
 
 // TestBrowserAuth signs in through the login form in Chromium against the
@@ -45,7 +47,7 @@ func TestBrowserAuth(t *testing.T) {
 		submit(t, testAuthToken)
 		waitJS(t, ctx, "the explorer it asked for", `location.pathname === '/topics' && location.search === '?pattern=*.cpu'`)
 		waitJS(t, ctx, "the explorer to go live", liveState)
-		if cookie := eval[string](t, ctx, `document.cookie`); strings.Contains(cookie, sessionCookie) {
+		if cookie := eval[string](t, ctx, `document.cookie`); strings.Contains(cookie, auth.SessionCookie) {
 			t.Errorf("the page's script can read the session cookie: %q", cookie)
 		}
 		navigate(t, ctx, base+"/")

@@ -7,28 +7,47 @@ import (
 	"net"
 	"os"
 	"path"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/auth"
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/clientip"
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/envflag"
 	"github.com/opsdash/opsdash/collectors"
 	"github.com/opsdash/opsdash/stream"
+	"github.com/opsdash/opsdash/stream/httpapi"
 )
 
 // envPrefix is prepended to a flag's name (upper case, '-' → '_') to give the
 // environment variable that sets it: --listen ↔ OPSDASH_LISTEN.
 const envPrefix = "OPSDASH_"
 
+// envName is the environment variable that sets flag name.
+func envName(name string) string { return envflag.Name(envPrefix, name) }
+
+// parseWithEnv parses args into fs after the OPSDASH_* variables: a flag
+// beats its variable, which beats the default.
+func parseWithEnv(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	return envflag.Parse(fs, envPrefix, args, getenv)
+}
+
 // defaultListen is serve's default address; healthcheck and watch derive
 // their default server URL from it.
 const defaultListen = ":8080"
+
+// defaultDrainTimeout is how long shutdown waits for clients by default.
+const defaultDrainTimeout = 10 * time.Second
+
+// minFrameBytes is the smallest --max-frame-bytes: a client must be able
+// to send a subscribe request of a few patterns.
+const minFrameBytes = 1024
 
 // serveConfig is everything `opsdash serve` can be told.
 type serveConfig struct {
 	Listen           string
 	HostID           string
-	NetInclude       stringList
-	AllowedOrigins   stringList
+	NetInclude       envflag.List
+	AllowedOrigins   envflag.List
 	PublishToken     string
 	PublishTokenFile string // --publish-token-file, read into PublishToken by validate
 	SendBuffer       int
@@ -46,66 +65,24 @@ type serveConfig struct {
 	HistoryLen       int
 	LogFormat        string
 	LogLevel         string
-	Intervals        intervalMap
+	Intervals        envflag.DurationMap
+	TrustedProxies   envflag.List
 	Auth             authConfig
 	TLS              tlsConfig
 	Metrics          metricsConfig
 
-	publishTokenFromFile bool // PublishToken was read from PublishTokenFile
-}
-
-// intervalMap is a flag of comma-separated collector=duration pairs, e.g.
-// "cpu=2s,disk.usage=30s".
-type intervalMap map[string]time.Duration
-
-func (m *intervalMap) String() string {
-	parts := make([]string, 0, len(*m))
-	for k, v := range *m {
-		parts = append(parts, k+"="+v.String())
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, ",")
-}
-
-// Set replaces the map with the pairs in s.
-func (m *intervalMap) Set(s string) error {
-	out := intervalMap{}
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part == "" {
-			continue
-		}
-		name, dur, ok := strings.Cut(part, "=")
-		if !ok {
-			return fmt.Errorf("%q: want collector=duration, e.g. cpu=2s", part)
-		}
-		d, err := time.ParseDuration(strings.TrimSpace(dur))
-		if err != nil {
-			return fmt.Errorf("%q: %v", part, err)
-		}
-		out[strings.TrimSpace(name)] = d
-	}
-	*m = out
-	return nil
-}
-
-// stringList is a comma-separated flag value.
-type stringList []string
-
-func (l *stringList) String() string { return strings.Join(*l, ",") }
-
-// Set replaces the list (so an environment value is overridden, not extended,
-// by the command line).
-func (l *stringList) Set(s string) error {
-	*l = nil
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			*l = append(*l, part)
-		}
-	}
-	return nil
+	publishTokenFromFile bool             // PublishToken was read from PublishTokenFile
+	proxies              clientip.Proxies // TrustedProxies, parsed by validate
 }
 
 // newServeFlags defines serve's flags on a new FlagSet writing usage to out.
+//
+// Defaults come from the constants of the packages that own them, never
+// as literals here, so --help, the docs' tables (TestDocsMatchServeFlags)
+// and the code agree. The flags keep their documented spellings, "0
+// turns a limit off" and "--send-buffer 0 keeps the system's buffer"
+// among them; serve translates them into the config structs, whose own
+// rule is that zero means the default (stream.NoLimit; see limitFlag).
 func newServeFlags(cfg *serveConfig) *flag.FlagSet {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.Listen, "listen", defaultListen, "address to serve on (host:port)")
@@ -115,49 +92,32 @@ func newServeFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.StringVar(&cfg.PublishToken, "publish-token", "", "bearer token that enables POST /api/v1/publish (off when empty; prefer OPSDASH_PUBLISH_TOKEN or --publish-token-file)")
 	fs.StringVar(&cfg.PublishTokenFile, "publish-token-file", "", "file holding --publish-token, e.g. a mounted Kubernetes Secret or /run/secrets/opsdash_publish_token; "+
 		"whitespace around the token is trimmed; read at startup (restart to rotate); not together with --publish-token")
-	fs.IntVar(&cfg.SendBuffer, "send-buffer", 64<<10, "kernel send buffer per connection in bytes (SO_SNDBUF); 0 keeps the system default")
-	fs.IntVar(&cfg.MaxFrameBytes, "max-frame-bytes", 64<<10, "largest WebSocket frame a client may send; larger frames close with 1009")
-	fs.IntVar(&cfg.MaxConns, "max-conns", 10000, "WebSocket and SSE connections in total (0 = no limit); over it: close 1013")
-	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 100, "connections per client IP (0 = no limit); over it: close 1008")
-	fs.IntVar(&cfg.MaxSubs, "max-subscriptions", 100, "subscribed patterns per connection (0 = no limit)")
-	fs.Float64Var(&cfg.RequestRate, "request-rate", 20, "requests per second per connection (0 = no limit)")
-	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "WebSocket ping period; a silent client is closed after 2.5 times that")
-	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "deadline for each write to a client; a WebSocket write stuck for between half of it and all of it is cut and the connection closed (4008)")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for connections to close")
-	fs.IntVar(&cfg.MaxTopics, "max-topics", 1000, "topics that may be created through the publish API (0 = no limit)")
-	fs.IntVar(&cfg.MaxValueBytes, "max-value-bytes", stream.DefaultMaxValueBytes, "largest value (compact JSON) one publish item may carry, over it: 413 (0 = no limit beyond the 1 MiB body); "+
-		"a published topic's history also keeps at most 64 KiB")
-	fs.DurationVar(&cfg.TopicTTL, "topic-ttl", 10*time.Minute, "a published topic not published for this long expires")
-	fs.IntVar(&cfg.HistoryLen, "history", 300, "values kept per topic for charts and ?history=N")
+	fs.IntVar(&cfg.SendBuffer, "send-buffer", httpapi.DefaultSendBuffer, "kernel send buffer per connection in bytes (SO_SNDBUF); 0 keeps the system default")
+	fs.IntVar(&cfg.MaxFrameBytes, "max-frame-bytes", httpapi.DefaultMaxFrameBytes,
+		fmt.Sprintf("largest WebSocket frame a client may send (at least %d); larger frames close with 1009", minFrameBytes))
+	fs.IntVar(&cfg.MaxConns, "max-conns", httpapi.DefaultMaxConns, "WebSocket and SSE connections in total (0 = no limit); over it: close 1013")
+	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", httpapi.DefaultMaxConnsPerIP, "connections per client IP (0 = no limit); over it: close 1008")
+	fs.IntVar(&cfg.MaxSubs, "max-subscriptions", stream.DefaultMaxSubscriptions, "subscribed patterns per connection (0 = no limit)")
+	fs.Float64Var(&cfg.RequestRate, "request-rate", stream.DefaultRequestsPerSecond, "requests per second per connection (0 = no limit)")
+	fs.DurationVar(&cfg.Heartbeat, "heartbeat", httpapi.DefaultHeartbeat, "WebSocket ping period; a silent client is closed after 2.5 times that")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", httpapi.DefaultWriteTimeout,
+		fmt.Sprintf("deadline for each write to a client; a WebSocket write stuck for between half of it and all of it is cut and the connection closed (%d)", stream.CloseWriteTimeout))
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", defaultDrainTimeout, "how long shutdown waits for connections to close")
+	fs.IntVar(&cfg.MaxTopics, "max-topics", stream.DefaultMaxTopics, "topics that may be created through the publish API (0 = no limit)")
+	fs.IntVar(&cfg.MaxValueBytes, "max-value-bytes", stream.DefaultMaxValueBytes,
+		fmt.Sprintf("largest value (compact JSON) one publish item may carry, over it: 413 (0 = no limit beyond the %s body); "+
+			"a published topic's history also keeps at most %s", byteSize(httpapi.DefaultMaxPublishBytes), byteSize(stream.DefaultPublishedHistoryBytes)))
+	fs.DurationVar(&cfg.TopicTTL, "topic-ttl", stream.DefaultPublishedTTL, "a published topic not published for this long expires")
+	fs.IntVar(&cfg.HistoryLen, "history", stream.DefaultHistoryLen, "values kept per topic for charts and ?history=N")
 	fs.Var(&cfg.Intervals, "intervals", "per-collector intervals, e.g. 'cpu=2s,disk.usage=30s' (collector names as in docs/topics.md)")
 	fs.StringVar(&cfg.LogFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal, JSON otherwise)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.Var(&cfg.TrustedProxies, "trusted-proxies", "comma-separated IPs or CIDR ranges of your own proxies (e.g. '10.0.0.0/8,::1'); "+
+		"only their X-Forwarded-For and X-Forwarded-Host are believed (default: trust nobody)")
 	cfg.Auth.register(fs)
 	cfg.TLS.register(fs)
 	cfg.Metrics.register(fs)
 	return fs
-}
-
-// envName is the environment variable that sets flag name.
-func envName(name string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-}
-
-// parseWithEnv applies OPSDASH_* environment variables, then the command
-// line, so a flag beats its variable which beats the default.
-func parseWithEnv(fs *flag.FlagSet, args []string, getenv func(string) string) error {
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if v := getenv(envName(f.Name)); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %v", envName(f.Name), v, err))
-			}
-		}
-	})
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	return fs.Parse(args)
 }
 
 // validate reports every bad value at once, so a misconfigured deployment
@@ -183,8 +143,8 @@ func (c *serveConfig) validate() error {
 			errs = append(errs, fmt.Errorf("%s must not be negative (got %d)", f.name, f.v))
 		}
 	}
-	if c.MaxFrameBytes < 1024 {
-		errs = append(errs, fmt.Errorf("--max-frame-bytes must be at least 1024 (got %d)", c.MaxFrameBytes))
+	if c.MaxFrameBytes < minFrameBytes {
+		errs = append(errs, fmt.Errorf("--max-frame-bytes must be at least %d (got %d)", minFrameBytes, c.MaxFrameBytes))
 	}
 	if c.RequestRate < 0 {
 		errs = append(errs, fmt.Errorf("--request-rate must not be negative (got %v)", c.RequestRate))
@@ -205,6 +165,11 @@ func (c *serveConfig) validate() error {
 	}
 	errs = append(errs, c.Auth.validate()...)
 	errs = append(errs, c.TLS.validate()...)
+	var proxyErrs []error
+	c.proxies, proxyErrs = clientip.ParseProxies(c.TrustedProxies)
+	for _, err := range proxyErrs {
+		errs = append(errs, fmt.Errorf("--trusted-proxies %w", err))
+	}
 	errs = append(errs, c.Metrics.validate(c.Auth.Token)...)
 	for _, p := range c.NetInclude {
 		if _, err := path.Match(p, ""); err != nil {
@@ -253,11 +218,100 @@ func hostEnv() map[string]string {
 	return m
 }
 
-// maxValueBytes is --max-value-bytes for stream.RegistryConfig, where 0
-// means the default and a negative value no limit.
-func (c *serveConfig) maxValueBytes() int {
-	if c.MaxValueBytes == 0 {
-		return -1
+// limitFlag translates a limit flag, where 0 turns the limit off, into
+// the config structs' spelling, where 0 means the default and
+// stream.NoLimit turns it off.
+func limitFlag[T int | float64](v T) T {
+	if v == 0 {
+		return stream.NoLimit
 	}
-	return c.MaxValueBytes
+	return v
+}
+
+// byteSize spells n bytes for --help: 64 KiB, 1 MiB.
+func byteSize(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// authConfig holds the flags of authentication (package auth).
+type authConfig struct {
+	// Token, when set, is needed to view and subscribe.
+	Token string
+	// TokenFile names a file holding Token (--auth-token-file); validate
+	// reads it into Token.
+	TokenFile string
+	// SessionTTL is how long a browser login lasts.
+	SessionTTL time.Duration
+
+	tokenFromFile bool // Token was read from TokenFile
+}
+
+func (a *authConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.Token, "auth-token", "", "token needed to view and subscribe: programs send 'Authorization: Bearer <token>', "+
+		fmt.Sprintf("browsers sign in at /login; at least %d printable characters, e.g. from 'openssl rand -hex 32' ", auth.MinTokenLen)+
+		"(prefer OPSDASH_AUTH_TOKEN or --auth-token-file: a flag is visible to every user in ps)")
+	fs.StringVar(&a.TokenFile, "auth-token-file", "", "file holding --auth-token, e.g. a mounted Kubernetes Secret or /run/secrets/opsdash_auth_token; "+
+		"whitespace around the token is trimmed; read at startup (restart to rotate); not together with --auth-token")
+	fs.DurationVar(&a.SessionTTL, "auth-session-ttl", auth.DefaultSessionTTL, "how long a browser stays signed in (sessions also end when the server restarts)")
+}
+
+// validate reads --auth-token-file into Token and checks the token's shape
+// (auth.CheckToken, which never quotes it).
+func (a *authConfig) validate() []error {
+	var errs []error
+	if err := loadTokenFile(&a.Token, &a.tokenFromFile, "auth-token", a.TokenFile); err != nil {
+		errs = append(errs, err)
+	}
+	what := "--auth-token" // names where the token came from
+	if a.tokenFromFile {
+		what = fmt.Sprintf("--auth-token-file %q: the token", a.TokenFile)
+	}
+	if a.Token != "" {
+		errs = append(errs, auth.CheckToken(what, a.Token)...)
+	}
+	if a.SessionTTL < auth.MinSessionTTL {
+		errs = append(errs, fmt.Errorf("--auth-session-ttl must be at least %s (got %v)", shortDuration(auth.MinSessionTTL), a.SessionTTL))
+	}
+	return errs
+}
+
+// shortDuration spells d as a person would, without the zero units Go
+// adds: 1m, 12h, 1h30m (time.Duration's String says 1m0s, 12h0m0s).
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// metricsConfig holds the flags of GET /metrics.
+type metricsConfig struct {
+	// Auth puts /metrics behind the auth token (--metrics-auth). Off by
+	// default: a Prometheus server usually scrapes from inside the network
+	// and the metrics hold counts, not host data.
+	Auth bool
+}
+
+func (m *metricsConfig) register(fs *flag.FlagSet) {
+	fs.BoolVar(&m.Auth, "metrics-auth", false, "require the auth token (--auth-token) on GET /metrics too")
+}
+
+// validate reports a configuration that cannot do what it says: the
+// operator asked for /metrics behind a token and there is none, which
+// would leave it open while they believe it closed.
+func (m *metricsConfig) validate(authToken string) []error {
+	if m.Auth && authToken == "" {
+		return []error{errors.New("--metrics-auth needs --auth-token: without a token /metrics would stay open")}
+	}
+	return nil
 }

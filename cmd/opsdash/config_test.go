@@ -1,9 +1,14 @@
 package main
 
 import (
+	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/opsdash/opsdash/stream"
 )
 
 func env(m map[string]string) func(string) string {
@@ -135,5 +140,104 @@ func TestBadNetIncludePattern(t *testing.T) {
 	}
 	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), `--net-include "[eth"`) {
 		t.Fatalf("validate() = %v, want the malformed pattern named", err)
+	}
+}
+
+// docFlagTable returns the rows of the first Markdown table in file whose
+// header line is header, by flag: the cells after the flag cell, without
+// backticks. A row naming several flags ("`--a`, `--b` | `1`, `2`") gives
+// each its own value of every cell that lists as many.
+func docFlagTable(t *testing.T, file, header string) map[string][]string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(b), "\n"+header+"\n")
+	if !ok {
+		t.Fatalf("%s: no table with the header %q", file, header)
+	}
+	rows := map[string][]string{}
+	for _, line := range strings.Split(table, "\n") {
+		if !strings.HasPrefix(line, "|") {
+			break
+		}
+		cells := strings.Split(strings.Trim(line, "|"), " | ")
+		names := strings.Split(strings.ReplaceAll(strings.TrimSpace(cells[0]), "`", ""), ", ")
+		if !strings.HasPrefix(names[0], "--") || strings.HasPrefix(names[0], "---") {
+			continue // the |---| line
+		}
+		for i, name := range names {
+			var vals []string
+			for _, c := range cells[1:] {
+				c = strings.ReplaceAll(strings.TrimSpace(c), "`", "")
+				if parts := strings.Split(c, ", "); len(names) > 1 && len(parts) == len(names) {
+					c = parts[i]
+				}
+				vals = append(vals, c)
+			}
+			rows[name] = vals
+		}
+	}
+	return rows
+}
+
+// TestDocsMatchServeFlags: the configuration tables of the README and
+// docs/deploy.md list every flag of `opsdash serve` and nothing else, each
+// with the default --help prints (and, in docs/deploy.md, its variable),
+// so that the docs follow the constants the defaults come from.
+func TestDocsMatchServeFlags(t *testing.T) {
+	root := repoRoot(t)
+	deploy := docFlagTable(t, filepath.Join(root, "docs", "deploy.md"), "| flag | variable | default | meaning |")
+	readme := docFlagTable(t, filepath.Join(root, "README.md"), "| flag | default | meaning |")
+	sameDefault := func(f *flag.Flag, doc string) bool {
+		if f.DefValue == "" {
+			return true // nothing to print: the docs say in words what happens
+		}
+		if d, ok := f.Value.(flag.Getter).Get().(time.Duration); ok {
+			dd, err := time.ParseDuration(doc)
+			return err == nil && dd == d
+		}
+		return doc == f.DefValue
+	}
+	fs := newServeFlags(&serveConfig{})
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "--" + f.Name
+		if row, ok := deploy[name]; !ok {
+			t.Errorf("docs/deploy.md: no row for %s", name)
+		} else if row[0] != envName(f.Name) || !sameDefault(f, row[1]) {
+			t.Errorf("docs/deploy.md: %s | %s | %s, want %s with the default %s", name, row[0], row[1], envName(f.Name), f.DefValue)
+		}
+		if row, ok := readme[name]; !ok {
+			t.Errorf("README.md: no row for %s", name)
+		} else if !sameDefault(f, row[0]) {
+			t.Errorf("README.md: %s has the default %q, want %s", name, row[0], f.DefValue)
+		}
+	})
+	for name, rows := range map[string]map[string][]string{"docs/deploy.md": deploy, "README.md": readme} {
+		for flagName := range rows {
+			if fs.Lookup(strings.TrimPrefix(flagName, "--")) == nil {
+				t.Errorf("%s documents %s, which serve does not have", name, flagName)
+			}
+		}
+	}
+}
+
+// TestFlagSpellings: the help's sizes and durations read as people write
+// them, and a limit flag's 0 ("off") reaches the config structs as
+// stream.NoLimit while other values pass unchanged.
+func TestFlagSpellings(t *testing.T) {
+	for n, want := range map[int]string{64 << 10: "64 KiB", 1 << 20: "1 MiB", 1000: "1000 bytes", 1536 << 10: "1536 KiB"} {
+		if got := byteSize(n); got != want {
+			t.Errorf("byteSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+	for d, want := range map[time.Duration]string{time.Minute: "1m", 12 * time.Hour: "12h", 90 * time.Minute: "1h30m", 5 * time.Second: "5s", 61 * time.Second: "1m1s"} {
+		if got := shortDuration(d); got != want {
+			t.Errorf("shortDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+	if limitFlag(0) != stream.NoLimit || limitFlag(0.0) != stream.NoLimit || limitFlag(7) != 7 || limitFlag(2.5) != 2.5 {
+		t.Error("limitFlag does not turn 0 into stream.NoLimit and keep the rest")
 	}
 }

@@ -3,15 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/opsdash/opsdash/stream/httpapi/certtest"
 )
 
 // TestHealthcheckExitCodes runs `opsdash healthcheck` against servers in
@@ -151,67 +147,6 @@ func envMap(m map[string]string) func(string) string { return func(k string) str
 // of the Dockerfile pins it).
 var imageHealthcheck = []string{"healthcheck", "--server", "http://127.0.0.1:8080"}
 
-// issuedPair is a CA and a server certificate it issued, for names that do
-// not include 127.0.0.1.
-type issuedPair struct {
-	ca        string // the CA's certificate
-	cert, key string // the server's chain (leaf, then the CA) and key
-}
-
-// writeIssuedPair writes a CA and a certificate it issued for localhost and
-// opsdash.internal (no IP address), as a private CA would.
-func writeIssuedPair(t *testing.T, dir string) issuedPair {
-	t.Helper()
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	caKey, leafKey := newKey(), newKey()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "opsdash test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "opsdash.internal"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost", "opsdash.internal"},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, caCert, &leafKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(leafKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := issuedPair{ca: filepath.Join(dir, "ca.crt"), cert: filepath.Join(dir, "issued.crt"), key: filepath.Join(dir, "issued.key")}
-	writePEM(t, p.ca, "CERTIFICATE", caDER)
-	writePEM(t, p.key, "PRIVATE KEY", keyDER)
-	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})...)
-	if err := os.WriteFile(p.cert, chain, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // TestHealthcheckTLS runs the image's healthcheck against a real server
 // serving TLS, with a self-signed certificate and with one a private CA
 // issued for names other than 127.0.0.1. With the server's environment
@@ -220,9 +155,9 @@ func writeIssuedPair(t *testing.T, dir string) issuedPair {
 // verified the usual way, against --ca or the system's roots.
 func TestHealthcheckTLS(t *testing.T) {
 	dir := t.TempDir()
-	self := writeTestPair(t, dir, "self")
-	other := writeTestPair(t, dir, "other")
-	issued := writeIssuedPair(t, dir)
+	self := certtest.WriteSelfSigned(t, dir, "self")
+	other := certtest.WriteSelfSigned(t, dir, "other")
+	issued := certtest.IssuedByCA(t, "opsdash.internal").WriteFiles(t, dir, "issued")
 
 	for _, srv := range []struct {
 		name      string
@@ -230,8 +165,8 @@ func TestHealthcheckTLS(t *testing.T) {
 		ca        string // what --ca needs
 		namesIP   bool   // the certificate is valid for 127.0.0.1
 	}{
-		{name: "self-signed", cert: self.cert, key: self.key, ca: self.cert, namesIP: true},
-		{name: "issued by a private CA for other names", cert: issued.cert, key: issued.key, ca: issued.ca},
+		{name: "self-signed", cert: self.Cert, key: self.Key, ca: self.CA, namesIP: true},
+		{name: "issued by a private CA for other names", cert: issued.Cert, key: issued.Key, ca: issued.CA},
 	} {
 		t.Run(srv.name, func(t *testing.T) {
 			base, _ := startServer(t, "--tls-cert", srv.cert, "--tls-key", srv.key)
@@ -277,15 +212,15 @@ func TestHealthcheckTLS(t *testing.T) {
 				{name: "no --server, flags", args: []string{"healthcheck", "--listen", "127.0.0.1:" + port, "--tls-cert", srv.cert},
 					want: 0, stdout: "ready: ready"},
 				{name: "another certificate in OPSDASH_TLS_CERT",
-					env: map[string]string{"OPSDASH_LISTEN": ":" + port, "OPSDASH_TLS_CERT": other.cert}, args: imageHealthcheck,
-					want: 1, stderr: "is not the one in --tls-cert \"" + other.cert + "\""},
+					env: map[string]string{"OPSDASH_LISTEN": ":" + port, "OPSDASH_TLS_CERT": other.Cert}, args: imageHealthcheck,
+					want: 1, stderr: "is not the one in --tls-cert \"" + other.Cert + "\""},
 				{name: "no OPSDASH_TLS_CERT: plain http to the TLS port", env: map[string]string{"OPSDASH_LISTEN": ":" + port},
 					args: imageHealthcheck, want: 1, stderr: `"http://127.0.0.1:` + port + `/readyz"`},
 				{name: "--ca, by a name in the certificate", args: []string{"healthcheck", "--server", "https://localhost:" + port, "--ca", srv.ca},
 					want: 0, stdout: "ready: ready"},
 				{name: "--ca, by IP address", args: []string{"healthcheck", "--server", "https://127.0.0.1:" + port, "--ca", srv.ca},
 					want: byIP.want, stderr: byIP.stderr},
-				{name: "--ca of another CA", args: []string{"healthcheck", "--server", "https://localhost:" + port, "--ca", other.cert},
+				{name: "--ca of another CA", args: []string{"healthcheck", "--server", "https://localhost:" + port, "--ca", other.Cert},
 					want: 1, stderr: "unknown authority"},
 				{name: "explicit URL, system roots", args: []string{"healthcheck", "--server", "https://localhost:" + port},
 					want: 1, stderr: "unknown authority"},

@@ -23,6 +23,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/pages"
 	"github.com/opsdash/opsdash/stream"
 )
 
@@ -218,7 +219,7 @@ func TestBrowser(t *testing.T) {
 	args := []string{"--heartbeat", "2s", "--publish-token", "e2e-token"}
 	base, stop := startServer(t, args...)
 	if _, body := get(t, base+"/"); !strings.Contains(body, `data-testid="dashboard"`) {
-		t.Fatal("GET / is not the dashboard: cmd/opsdash/serve.go must call registerPages(app, reg, log) (see pages.go)")
+		t.Fatal("GET / is not the dashboard: cmd/opsdash/serve.go must call pages.Register(app, reg, log) (see internal/pages)")
 	}
 	eventually(t, "ready", func() bool { code, _ := get(t, base+"/readyz"); return code == 200 })
 	b := newBrowser(t, chromium)
@@ -473,7 +474,7 @@ func TestBrowserLogin(t *testing.T) {
 	chromium := findChromium(t)
 	reg := stream.NewRegistry(stream.RegistryConfig{Host: "testhost"})
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
-	registerPages(app, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	pages.Register(app, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	unauthorized := func(c *fiber.Ctx) error {
 		return c.Status(fiber.StatusUnauthorized).JSON(fiber.Map{"error": fiber.Map{"code": "unauthorized", "message": "sign in"}})
 	}

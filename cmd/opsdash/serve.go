@@ -16,6 +16,9 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/auth"
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/metrics"
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/pages"
 	"github.com/opsdash/opsdash/collectors"
 	"github.com/opsdash/opsdash/stream"
 	"github.com/opsdash/opsdash/stream/httpapi"
@@ -77,63 +80,73 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	hostID := collectors.HostID(cfg.HostID)
 	hostRoot := getenv("HOST_ROOT")
 
-	// The registry tells the scheduler which on-demand topics have
-	// subscribers; the scheduler is created right after, before anything
-	// can subscribe, so the closure never sees a nil scheduler.
-	var sched *collectors.Scheduler
-	var met *metrics // set right below, before anything can write
+	// Built in the order they depend on each other, each handed what it
+	// needs as it is built: metrics first (they observe everything), then
+	// the registry, the collectors that feed it, the HTTP edge in front of
+	// it. The one loop, the registry telling the scheduler which on-demand
+	// topics have subscribers, is closed with OnDemand before anything runs.
+	met := metrics.New(metrics.Build{Version: version, Commit: commit})
 	reg := stream.NewRegistry(stream.RegistryConfig{
 		Host:          hostID,
 		HistoryLen:    cfg.HistoryLen,
-		MaxTopics:     cfg.MaxTopics,
-		MaxValueBytes: cfg.maxValueBytes(),
+		MaxTopics:     limitFlag(cfg.MaxTopics),
+		MaxValueBytes: limitFlag(cfg.MaxValueBytes),
 		PublishedTTL:  cfg.TopicTTL,
-		Demand:        func(topic string, on bool) { sched.SetDemand(topic, on) },
 		Logger:        log,
-		WriteObserver: func(d time.Duration, frames int) { met.observeWrite(d, frames) },
+		WriteObserver: met.ObserveWrite,
 	})
-	clientIP := cfg.TLS.clientIP() // per-IP limits and the auth guard's failure limiter
-	var api *httpapi.Server
-	met = newMetrics(cfg.Metrics, reg, func() httpapi.Stats { return api.Stats() })
 	set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: hostRoot, NetInclude: cfg.NetInclude, Intervals: cfg.Intervals, Logger: log})
-	sched = collectors.NewScheduler(collectors.SchedulerConfig{Sink: reg, Logger: log, Observer: met.collectorObserver()}, set...)
+	sched := collectors.NewScheduler(collectors.SchedulerConfig{Sink: reg, Logger: log, Observer: met.CollectorObserver()}, set...)
+	reg.OnDemand(sched.SetDemand)
 
-	api = httpapi.New(httpapi.Config{
+	proxies := cfg.proxies // who a request comes from: per-IP limits, the auth guard's failure limiter, logs
+	api := httpapi.New(httpapi.Config{
 		Registry:       reg,
 		Logger:         log,
 		AllowedOrigins: cfg.AllowedOrigins,
 		PublishToken:   cfg.PublishToken,
 		MaxFrameBytes:  cfg.MaxFrameBytes,
-		MaxConns:       cfg.MaxConns,
-		MaxConnsPerIP:  cfg.MaxConnsPerIP,
+		MaxConns:       limitFlag(cfg.MaxConns),
+		MaxConnsPerIP:  limitFlag(cfg.MaxConnsPerIP),
 		WriteTimeout:   cfg.WriteTimeout,
 		Heartbeat:      cfg.Heartbeat,
-		ClientIP:       clientIP,
-		TrustedProxy:   cfg.TLS.trustedProxy(),
+		ClientIP:       proxies.ClientIP,
+		TrustedProxy:   proxies.TrustedPeer(),
 		Session: stream.SessionConfig{
 			Heartbeat:         cfg.Heartbeat,
-			MaxSubscriptions:  cfg.MaxSubs,
-			RequestsPerSecond: cfg.RequestRate,
+			MaxSubscriptions:  limitFlag(cfg.MaxSubs),
+			RequestsPerSecond: limitFlag(cfg.RequestRate),
 		},
 	})
+	met.ExportStream(reg.Stats, api.Stats)
 
 	var draining atomic.Bool
 	// FiberConfig sets the handshake (read) timeout, turns off Fiber's
 	// WriteTimeout (it would cut long SSE streams; httpapi sets a deadline
 	// per write instead) and answers every error as JSON.
-	// TLS's fiberConfig makes Fiber believe X-Forwarded-* only from the
-	// trusted proxies.
-	app := fiber.New(cfg.TLS.fiberConfig(api.FiberConfig(fiber.Config{
+	// The proxies' FiberConfig makes Fiber believe X-Forwarded-* only from
+	// the trusted proxies.
+	app := fiber.New(proxies.FiberConfig(api.FiberConfig(fiber.Config{
 		DisableStartupMessage: true,
 		AppName:               "opsdash",
 		IdleTimeout:           2 * time.Minute,
 	})))
-	guard := newAuthGuard(cfg.Auth, log, met.authFailure).withClientIP(clientIP)
-	guard.install(app) // before every route it protects
+	guard := auth.New(auth.Config{
+		Token:      cfg.Auth.Token,
+		SessionTTL: cfg.Auth.SessionTTL,
+		Logger:     log,
+		OnFailure:  met.AuthFailure,
+		ClientIP:   proxies.ClientIP,
+	})
+	guard.Install(app) // before every route it protects
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	app.Get("/readyz", readyzHandler(&draining, sched))
-	met.install(app, guard.require())
-	registerPages(app, reg, log)
+	if cfg.Metrics.Auth {
+		app.Get("/metrics", guard.Require(), met.Handler())
+	} else {
+		app.Get("/metrics", met.Handler())
+	}
+	pages.Register(app, reg, log)
 	api.Register(app)
 
 	lc := net.ListenConfig{}
@@ -141,13 +154,13 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	ln, certs, err := cfg.TLS.listen(rawLn, cfg.SendBuffer, log)
+	ln, reloader, err := cfg.TLS.listen(rawLn, cfg.SendBuffer, log)
 	if err != nil {
 		rawLn.Close()
 		return err
 	}
-	if certs != nil {
-		met.watchCertificate(certs.current)
+	if reloader != nil {
+		met.WatchCertificate(reloader.Current)
 	}
 	addr := ln.Addr().String()
 	log.Info("opsdash serving", "addr", addr, "host_id", hostID, "version", version, "tls", cfg.TLS.enabled(), "host_env", hostEnv())

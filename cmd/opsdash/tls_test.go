@@ -3,17 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -23,72 +16,17 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
-	"github.com/gofiber/fiber/v2"
+
+	"github.com/opsdash/opsdash/stream/httpapi/certtest"
 )
-
-// testPair is a self-signed certificate for 127.0.0.1 written to PEM files.
-type testPair struct {
-	cert, key string         // file paths
-	pool      *x509.CertPool // trusts the certificate
-}
-
-// writeTestPair generates a key and a self-signed certificate in dir under
-// the given base name.
-func writeTestPair(t *testing.T, dir, name string) testPair {
-	t.Helper()
-	return writeTestPairUntil(t, dir, name, time.Now().Add(24*time.Hour))
-}
-
-// writeTestPairUntil is writeTestPair for a certificate that expires at
-// notAfter.
-func writeTestPairUntil(t *testing.T, dir, name string, notAfter time.Time) testPair {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "opsdash test " + name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"localhost"},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := testPair{cert: filepath.Join(dir, name+".crt"), key: filepath.Join(dir, name+".key"), pool: x509.NewCertPool()}
-	writePEM(t, p.cert, "CERTIFICATE", der)
-	writePEM(t, p.key, "PRIVATE KEY", keyDER)
-	leaf, _ := x509.ParseCertificate(der)
-	p.pool.AddCert(leaf)
-	return p
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // startTLSServer runs `opsdash serve --tls-cert … --tls-key …` and returns
 // its https base URL and a client TLS config that trusts its certificate.
 func startTLSServer(t *testing.T, args ...string) (string, *tls.Config, func() int) {
 	t.Helper()
-	p := writeTestPair(t, t.TempDir(), "server")
-	base, stop := startServer(t, append([]string{"--tls-cert", p.cert, "--tls-key", p.key}, args...)...)
-	return "https://" + strings.TrimPrefix(base, "http://"), &tls.Config{RootCAs: p.pool}, stop
+	p := certtest.WriteSelfSigned(t, t.TempDir(), "server")
+	base, stop := startServer(t, append([]string{"--tls-cert", p.Cert, "--tls-key", p.Key}, args...)...)
+	return "https://" + strings.TrimPrefix(base, "http://"), &tls.Config{RootCAs: p.Pool}, stop
 }
 
 // TestTLSServesHTTPSAndWSS: with --tls-cert and --tls-key the server answers
@@ -193,8 +131,8 @@ func TestTLSServesHTTPSAndWSS(t *testing.T) {
 // with a message naming the flag and the file.
 func TestTLSValidation(t *testing.T) {
 	dir := t.TempDir()
-	a := writeTestPair(t, dir, "a")
-	b := writeTestPair(t, dir, "b")
+	a := certtest.WriteSelfSigned(t, dir, "a")
+	b := certtest.WriteSelfSigned(t, dir, "b")
 	garbage := filepath.Join(dir, "garbage.pem")
 	if err := os.WriteFile(garbage, []byte("not PEM\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -205,16 +143,14 @@ func TestTLSValidation(t *testing.T) {
 		cfg  tlsConfig
 		want []string // substrings of the joined errors
 	}{
-		{"cert without key", tlsConfig{CertFile: a.cert}, []string{"--tls-cert", a.cert, "needs --tls-key"}},
-		{"key without cert", tlsConfig{KeyFile: a.key}, []string{"--tls-key", a.key, "needs --tls-cert"}},
-		{"missing cert file", tlsConfig{CertFile: missing, KeyFile: a.key}, []string{"--tls-cert", missing, "no such file"}},
-		{"missing key file", tlsConfig{CertFile: a.cert, KeyFile: missing}, []string{"--tls-key", missing, "no such file"}},
-		{"directory as key", tlsConfig{CertFile: a.cert, KeyFile: dir}, []string{"--tls-key", dir, "is a directory"}},
-		{"mismatched pair", tlsConfig{CertFile: a.cert, KeyFile: b.key}, []string{"--tls-cert", a.cert, "--tls-key", b.key, "does not match"}},
-		{"not PEM", tlsConfig{CertFile: garbage, KeyFile: a.key}, []string{"--tls-cert", garbage, "PEM"}},
-		{"key where the cert goes", tlsConfig{CertFile: a.key, KeyFile: a.key}, []string{"--tls-cert", a.key}},
-		{"bad trusted proxy", tlsConfig{TrustedProxies: stringList{"10.0.0.0/8", "proxy.example", "10.1.2.3/33"}},
-			[]string{`--trusted-proxies "proxy.example"`, `--trusted-proxies "10.1.2.3/33"`}},
+		{"cert without key", tlsConfig{CertFile: a.Cert}, []string{"--tls-cert", a.Cert, "needs --tls-key"}},
+		{"key without cert", tlsConfig{KeyFile: a.Key}, []string{"--tls-key", a.Key, "needs --tls-cert"}},
+		{"missing cert file", tlsConfig{CertFile: missing, KeyFile: a.Key}, []string{"--tls-cert", missing, "no such file"}},
+		{"missing key file", tlsConfig{CertFile: a.Cert, KeyFile: missing}, []string{"--tls-key", missing, "no such file"}},
+		{"directory as key", tlsConfig{CertFile: a.Cert, KeyFile: dir}, []string{"--tls-key", dir, "is a directory"}},
+		{"mismatched pair", tlsConfig{CertFile: a.Cert, KeyFile: b.Key}, []string{"--tls-cert", a.Cert, "--tls-key", b.Key, "does not match"}},
+		{"not PEM", tlsConfig{CertFile: garbage, KeyFile: a.Key}, []string{"--tls-cert", garbage, "PEM"}},
+		{"key where the cert goes", tlsConfig{CertFile: a.Key, KeyFile: a.Key}, []string{"--tls-cert", a.Key}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -233,9 +169,31 @@ func TestTLSValidation(t *testing.T) {
 			}
 		})
 	}
-	for _, ok := range []tlsConfig{{}, {CertFile: a.cert, KeyFile: a.key}, {TrustedProxies: stringList{"10.0.0.0/8", "::1", "192.0.2.7", "fd00::/8"}}} {
+	for _, ok := range []tlsConfig{{}, {CertFile: a.Cert, KeyFile: a.Key}} {
 		if errs := ok.validate(); len(errs) > 0 {
 			t.Errorf("%+v: unexpected errors %v", ok, errs)
+		}
+	}
+	// Every trusted proxy that does not parse is named.
+	for _, tt := range []struct {
+		proxies string
+		want    []string
+	}{
+		{"10.0.0.0/8,proxy.example,10.1.2.3/33", []string{`--trusted-proxies "proxy.example"`, `--trusted-proxies "10.1.2.3/33"`}},
+		{"10.0.0.0/8,::1,192.0.2.7,fd00::/8", nil},
+	} {
+		var cfg serveConfig
+		if err := parseWithEnv(newServeFlags(&cfg), []string{"--trusted-proxies", tt.proxies}, env(nil)); err != nil {
+			t.Fatal(err)
+		}
+		err := cfg.validate()
+		if tt.want == nil && err != nil {
+			t.Errorf("--trusted-proxies %s: unexpected errors %v", tt.proxies, err)
+		}
+		for _, w := range tt.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("--trusted-proxies %s: errors %v do not mention %q", tt.proxies, err, w)
+			}
 		}
 	}
 
@@ -244,7 +202,7 @@ func TestTLSValidation(t *testing.T) {
 		if err := os.WriteFile(unreadable, []byte("x"), 0o000); err != nil {
 			t.Fatal(err)
 		}
-		errs := (&tlsConfig{CertFile: a.cert, KeyFile: unreadable}).validate()
+		errs := (&tlsConfig{CertFile: a.Cert, KeyFile: unreadable}).validate()
 		if len(errs) != 1 || !strings.Contains(errs[0].Error(), "--tls-key") || !strings.Contains(errs[0].Error(), "permission denied") {
 			t.Errorf("unreadable key: %v", errs)
 		}
@@ -252,19 +210,19 @@ func TestTLSValidation(t *testing.T) {
 
 	// Through the command: exit 2 before anything listens, every problem named.
 	var stderr bytes.Buffer
-	code := serveMain(context.Background(), []string{"--listen", "127.0.0.1:0", "--tls-cert", a.cert, "--tls-key", b.key,
+	code := serveMain(context.Background(), []string{"--listen", "127.0.0.1:0", "--tls-cert", a.Cert, "--tls-key", b.Key,
 		"--trusted-proxies", "nope"}, &stderr, func(string) string { return "" }, nil)
 	if code != 2 {
 		t.Fatalf("exit code %d, want 2; stderr:\n%s", code, stderr.String())
 	}
-	for _, w := range []string{"--tls-cert", a.cert, b.key, "--trusted-proxies"} {
+	for _, w := range []string{"--tls-cert", a.Cert, b.Key, "--trusted-proxies"} {
 		if !strings.Contains(stderr.String(), w) {
 			t.Errorf("stderr does not mention %q:\n%s", w, stderr.String())
 		}
 	}
 	// The environment works too.
 	stderr.Reset()
-	env := map[string]string{"OPSDASH_TLS_CERT": missing, "OPSDASH_TLS_KEY": a.key}
+	env := map[string]string{"OPSDASH_TLS_CERT": missing, "OPSDASH_TLS_KEY": a.Key}
 	code = serveMain(context.Background(), []string{"--listen", "127.0.0.1:0"}, &stderr, func(k string) string { return env[k] }, nil)
 	if code != 2 || !strings.Contains(stderr.String(), missing) {
 		t.Fatalf("OPSDASH_TLS_CERT of a missing file: exit %d, stderr:\n%s", code, stderr.String())
@@ -342,48 +300,4 @@ func TestTrustedProxiesPerIPLimit(t *testing.T) {
 			t.Fatalf("spoofed X-Forwarded-For got close %d, want 1008", code)
 		}
 	})
-}
-
-// TestTrustedProxyHooks: the hooks serve.go hands to Fiber and httpapi
-// believe forwarded headers only from --trusted-proxies (app.Test's peer is
-// 0.0.0.0).
-func TestTrustedProxyHooks(t *testing.T) {
-	for _, tt := range []struct {
-		proxies stringList
-		want    string
-	}{
-		{nil, "http web-1:8080"},
-		{stringList{"10.0.0.0/8"}, "http web-1:8080"},
-		{stringList{"0.0.0.0"}, "https ops.example.com"},
-	} {
-		cfg := tlsConfig{TrustedProxies: tt.proxies}
-		app := fiber.New(cfg.fiberConfig(fiber.Config{DisableStartupMessage: true}))
-		app.Get("/", func(c *fiber.Ctx) error { return c.SendString(c.Protocol() + " " + c.Hostname()) })
-		req, _ := http.NewRequest("GET", "http://web-1:8080/", nil)
-		req.Header.Set("X-Forwarded-Proto", "https")
-		req.Header.Set("X-Forwarded-Host", "ops.example.com")
-		resp, err := app.Test(req, -1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if string(body) != tt.want {
-			t.Errorf("--trusted-proxies %v: Fiber sees %q, want %q", tt.proxies, body, tt.want)
-		}
-
-		trusted := cfg.trustedProxy()
-		if len(tt.proxies) == 0 {
-			if trusted != nil {
-				t.Error("trustedProxy() with no proxies is not nil")
-			}
-			continue
-		}
-		if got, want := trusted(net.IPv4zero), tt.proxies[0] == "0.0.0.0"; got != want {
-			t.Errorf("--trusted-proxies %v: trustedProxy(0.0.0.0) = %v", tt.proxies, got)
-		}
-		if !trusted(net.ParseIP("10.1.2.3")) && tt.proxies[0] == "10.0.0.0/8" {
-			t.Error("10.1.2.3 not trusted by 10.0.0.0/8")
-		}
-	}
 }

@@ -15,12 +15,12 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/fasthttp/websocket"
 
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/termline"
 	"github.com/opsdash/opsdash/stream"
+	"github.com/opsdash/opsdash/stream/httpapi"
 )
 
 // Timing of the watch client. The heartbeat itself comes from the server's
@@ -30,8 +30,9 @@ const (
 	watchHandshakeTimeout = 10 * time.Second
 	// watchHelloTimeout bounds the wait for hello after the upgrade.
 	watchHelloTimeout = 10 * time.Second
-	// watchDefaultHeartbeat is used when hello carries no heartbeat_ms.
-	watchDefaultHeartbeat = 15 * time.Second
+	// watchDefaultHeartbeat is used when hello carries no heartbeat_ms:
+	// the server's default.
+	watchDefaultHeartbeat = httpapi.DefaultHeartbeat
 	// watchBackoffBase is the first reconnect delay's upper bound; it
 	// doubles per failed attempt up to --max-backoff.
 	watchBackoffBase = 500 * time.Millisecond
@@ -459,8 +460,8 @@ func (w *watcher) printUpdate(f frame, raw []byte) {
 		fmt.Fprintf(&b, " (%d skipped)", f.Seq-prev-1)
 	}
 	b.WriteByte(' ')
-	b.WriteString(renderData(f.Data))
-	fmt.Fprintln(w.stdout, truncate(b.String(), w.cfg.Width))
+	b.WriteString(termline.Render(f.Data))
+	fmt.Fprintln(w.stdout, termline.Truncate(b.String(), w.cfg.Width))
 }
 
 // printStatus prints a topic's status change (pending, ok, failing, idle).
@@ -473,7 +474,7 @@ func (w *watcher) printStatus(f frame, raw []byte) {
 	if f.Error != "" {
 		line += ": " + f.Error
 	}
-	fmt.Fprintln(w.stdout, truncate(line, w.cfg.Width))
+	fmt.Fprintln(w.stdout, termline.Truncate(line, w.cfg.Width))
 }
 
 // printJSON prints a frame on one line (frames are compact already; this
@@ -486,126 +487,4 @@ func (w *watcher) printJSON(raw []byte) {
 	}
 	buf.WriteByte('\n')
 	_, _ = w.stdout.Write(buf.Bytes())
-}
-
-// renderData renders a JSON payload compactly for people, keeping the
-// server's field order: an object as key=value pairs, nested objects in
-// braces, arrays in brackets, strings bare unless they need quotes.
-func renderData(data json.RawMessage) string {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return "-"
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var b strings.Builder
-	tok, err := dec.Token()
-	if err != nil {
-		return string(data)
-	}
-	if d, ok := tok.(json.Delim); ok && d == '{' {
-		err = renderMembers(dec, &b)
-	} else {
-		err = renderValue(dec, tok, &b)
-	}
-	if err != nil {
-		return string(data)
-	}
-	return b.String()
-}
-
-// renderMembers renders an object's members up to its closing brace.
-func renderMembers(dec *json.Decoder, b *strings.Builder) error {
-	for i := 0; dec.More(); i++ {
-		key, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		name, _ := key.(string)
-		b.WriteString(bareOrQuoted(name))
-		b.WriteByte('=')
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		if err := renderValue(dec, tok, b); err != nil {
-			return err
-		}
-	}
-	_, err := dec.Token() // '}'
-	return err
-}
-
-// renderValue renders the value that starts with tok.
-func renderValue(dec *json.Decoder, tok json.Token, b *strings.Builder) error {
-	switch v := tok.(type) {
-	case json.Delim:
-		switch v {
-		case '{':
-			b.WriteByte('{')
-			if err := renderMembers(dec, b); err != nil {
-				return err
-			}
-			b.WriteByte('}')
-		case '[':
-			b.WriteByte('[')
-			for i := 0; dec.More(); i++ {
-				if i > 0 {
-					b.WriteByte(' ')
-				}
-				t, err := dec.Token()
-				if err != nil {
-					return err
-				}
-				if err := renderValue(dec, t, b); err != nil {
-					return err
-				}
-			}
-			if _, err := dec.Token(); err != nil { // ']'
-				return err
-			}
-			b.WriteByte(']')
-		}
-	case string:
-		b.WriteString(bareOrQuoted(v))
-	case json.Number:
-		b.WriteString(v.String())
-	case bool:
-		b.WriteString(strconv.FormatBool(v))
-	case nil:
-		b.WriteString("null")
-	}
-	return nil
-}
-
-// bareOrQuoted leaves a string bare when it cannot be mistaken for the
-// separators of the rendering, and quotes it otherwise.
-func bareOrQuoted(s string) string {
-	if s == "" {
-		return `""`
-	}
-	for _, r := range s {
-		if unicode.IsSpace(r) || !unicode.IsPrint(r) || strings.ContainsRune(`="{}[]`, r) {
-			return strconv.Quote(s)
-		}
-	}
-	return s
-}
-
-// truncate cuts s to width characters, marking the cut with "…"; width 0
-// leaves it whole.
-func truncate(s string, width int) string {
-	if width <= 0 || utf8.RuneCountInString(s) <= width {
-		return s
-	}
-	n := 0
-	for i := range s {
-		if n == width-1 {
-			return s[:i] + "…"
-		}
-		n++
-	}
-	return s
 }

@@ -48,7 +48,7 @@ func runBenchServer(mode string) {
 		reg.Publish(collectors.Sample{Topic: fmt.Sprintf("bench.t%d", i), Time: time.Now(),
 			Data: map[string]any{"usage_pct": 12.5, "used_bytes": 123456789}})
 	}
-	srv := httpapi.New(httpapi.Config{Registry: reg, Logger: log})
+	srv := httpapi.New(httpapi.Config{Registry: reg, Logger: log, MaxConns: stream.NoLimit, MaxConnsPerIP: stream.NoLimit})
 	fcfg := srv.FiberConfig(fiber.Config{DisableStartupMessage: true})
 	if mode == "noreduce" {
 		fcfg.ReduceMemoryUsage = false

@@ -80,8 +80,10 @@ func (s *connSet) admit(ip string) refusal {
 	return refuseNone
 }
 
-// add registers c, admitted for ip, as live. It returns false when Drain
-// started since admit: the caller ends c at once.
+// add registers c, an SSE stream when sse is set and else a WebSocket,
+// which admit let in, as live (its slot stays with the address admit
+// counted it for). It returns false when Drain started since admit: the
+// caller ends c at once.
 func (s *connSet) add(c liveConn, sse bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

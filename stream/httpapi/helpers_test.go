@@ -44,7 +44,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	rcfg := stream.RegistryConfig{Host: testHost, Instance: "test-instance", Logger: log}
-	cfg := httpapi.Config{Logger: log, MaxConnsPerIP: 0}
+	cfg := httpapi.Config{Logger: log, MaxConns: stream.NoLimit, MaxConnsPerIP: stream.NoLimit}
 	for _, o := range opts {
 		o(&cfg, &rcfg)
 	}

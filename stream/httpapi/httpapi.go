@@ -30,21 +30,17 @@ import (
 	"log/slog"
 	"net"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/fasthttp/websocket"
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/utils"
 
 	"github.com/opsdash/opsdash/stream"
 )
 
-// Defaults: of Config's zero values, and (DefaultMaxConns,
-// DefaultMaxConnsPerIP) the values a server's flags start from, since 0
-// turns those two limits off.
+// Defaults of Config's zero fields (the zero rule: see stream.NoLimit).
 const (
 	DefaultMaxFrameBytes    = 64 << 10
 	DefaultMaxConns         = 10000
@@ -59,8 +55,8 @@ const (
 // drainWorkers is how many connections Drain closes at once.
 const drainWorkers = 32
 
-// Config configures a Server. Zero values take the defaults above; the
-// limits that can be turned off say how.
+// Config configures a Server. Zero fields take the defaults above (the
+// zero rule: see stream.NoLimit); the limits that can be turned off say so.
 type Config struct {
 	// Registry is the stream registry served. Required.
 	Registry *stream.Registry
@@ -82,13 +78,11 @@ type Config struct {
 	MaxFrameBytes int
 	// MaxConns caps WebSocket and SSE connections together: a WebSocket
 	// over it is upgraded and closed with 1013, an SSE request answered
-	// 503. 0 turns it off (like the flags: "0 turns a limit off");
-	// DefaultMaxConns (10000) is the value a server starts with.
+	// 503. Default 10000; stream.NoLimit turns it off.
 	MaxConns int
 	// MaxConnsPerIP caps them per client IP (see ClientIP): WebSocket
-	// close 1008, SSE 429. 0 turns it off, as a load test from one
-	// loopback address needs; DefaultMaxConnsPerIP (100) is the value a
-	// server starts with.
+	// close 1008, SSE 429. Default 100; stream.NoLimit turns it off, as a
+	// load test from one loopback address needs.
 	MaxConnsPerIP int
 	// HandshakeTimeout bounds reading a request, the WebSocket upgrade
 	// included. It is enforced by fasthttp's read timeout: FiberConfig
@@ -106,9 +100,8 @@ type Config struct {
 	// is closed. Advertised to clients as heartbeat_ms. Default 15 s.
 	Heartbeat time.Duration
 	// Session holds the per-connection limits, passed to the registry as
-	// they are (Heartbeat is set from Heartbeat above). A zero Session
-	// means stream.DefaultSessionConfig(); in a non-zero one, zero
-	// MaxSubscriptions and RequestsPerSecond turn those limits off.
+	// they are (Heartbeat is set from Heartbeat above); its zero fields
+	// take stream's defaults.
 	Session stream.SessionConfig
 	// MaxPublishBytes caps a publish request's body (413). Default 1 MiB.
 	// fiber.Config.BodyLimit must be at least this (FiberConfig sees to it).
@@ -129,13 +122,13 @@ type Config struct {
 // Server is the HTTP edge of one stream.Registry. Create it with New and
 // mount it with Register.
 type Server struct {
-	cfg       Config
-	reg       *stream.Registry
-	log       *slog.Logger
-	origins   originPolicy
-	conns     *connSet
-	wsPool    websocket.BufferPool // shared write buffers of every WebSocket
-	tokenHash [32]byte             // sha256 of PublishToken, compared in constant time
+	cfg     Config
+	reg     *stream.Registry
+	log     *slog.Logger
+	origins originPolicy
+	conns   *connSet
+	wsPool  websocket.BufferPool // shared write buffers of every WebSocket
+	publish Secret               // PublishToken
 
 	statsMu sync.Mutex
 	closes  map[int]uint64    // WebSocket close codes the server sent
@@ -170,11 +163,14 @@ func New(cfg Config) *Server {
 	if cfg.MaxHistory <= 0 {
 		cfg.MaxHistory = DefaultMaxHistory
 	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxConnsPerIP == 0 {
+		cfg.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
 	if cfg.ClientIP == nil {
 		cfg.ClientIP = func(c *fiber.Ctx) string { return c.IP() }
-	}
-	if cfg.Session == (stream.SessionConfig{}) {
-		cfg.Session = stream.DefaultSessionConfig()
 	}
 	cfg.Session.Heartbeat = cfg.Heartbeat
 	origins, bad := newOriginPolicy(cfg.AllowedOrigins)
@@ -191,9 +187,7 @@ func New(cfg Config) *Server {
 		closes:  make(map[int]uint64),
 		refused: make(map[string]uint64),
 	}
-	if cfg.PublishToken != "" {
-		s.tokenHash = hashToken(cfg.PublishToken)
-	}
+	s.publish = NewSecret(cfg.PublishToken)
 	return s
 }
 
@@ -240,36 +234,7 @@ func (s *Server) FiberConfig(base fiber.Config) fiber.Config {
 func (s *Server) answerDraining(c *fiber.Ctx) error {
 	s.countRefused(refuseDraining.String())
 	c.Set(fiber.HeaderRetryAfter, "1")
-	return jsonError(c, fiber.StatusServiceUnavailable, "draining", "the server is shutting down")
-}
-
-// ErrorHandler is a fiber.ErrorHandler answering every error in the API's
-// JSON form {"error":{"code":…,"message":…}}: a *fiber.Error keeps its
-// status (code derived from it: not_found, method_not_allowed,
-// payload_too_large, request_timeout, bad_request…), anything else is a 500
-// internal error whose detail is not shown to the client.
-func ErrorHandler(c *fiber.Ctx, err error) error {
-	status, msg := fiber.StatusInternalServerError, "internal error"
-	var fe *fiber.Error
-	if errors.As(err, &fe) {
-		status, msg = fe.Code, fe.Message
-	}
-	return jsonError(c, status, statusCode(status), msg)
-}
-
-// statusCode names an HTTP status as an error code: "Not Found" → not_found.
-func statusCode(status int) string {
-	switch status {
-	case fiber.StatusRequestEntityTooLarge:
-		return "payload_too_large"
-	case fiber.StatusInternalServerError:
-		return "internal"
-	}
-	text := fiber.ErrInternalServerError.Message
-	if t := utils.StatusMessage(status); t != "" {
-		text = t
-	}
-	return strings.ReplaceAll(strings.ToLower(text), " ", "_")
+	return WriteError(c, fiber.StatusServiceUnavailable, "draining", "the server is shutting down")
 }
 
 // Register mounts the endpoints on r:
@@ -389,21 +354,7 @@ func (s *Server) checkOrigin(c *fiber.Ctx) error {
 	}
 	s.countRefused("origin")
 	s.log.Info("refused a cross-origin stream", "origin", origin, "host", host, "path", c.Path(), "client_ip", s.cfg.ClientIP(c))
-	return jsonError(c, fiber.StatusForbidden, "forbidden", "origin "+origin+" is not allowed")
-}
-
-// errorBody is every HTTP error of the API: {"error":{"code":…,"message":…}}.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func jsonError(c *fiber.Ctx, status int, code, message string) error {
-	return c.Status(status).JSON(errorBody{errorDetail{code, message}})
+	return WriteError(c, fiber.StatusForbidden, "forbidden", "origin "+origin+" is not allowed")
 }
 
 // asCloseError returns err as a *stream.CloseError, if it is one.

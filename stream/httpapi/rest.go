@@ -2,13 +2,10 @@ package httpapi
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -47,21 +44,21 @@ type topicBody struct {
 func (s *Server) handleTopic(c *fiber.Ctx) error {
 	name := c.Params("topic")
 	if !stream.ValidTopic(name) {
-		return jsonError(c, fiber.StatusBadRequest, stream.CodeInvalidTopic,
+		return WriteError(c, fiber.StatusBadRequest, stream.CodeInvalidTopic,
 			fmt.Sprintf("%q is not a topic: dot-separated tokens of [a-z0-9_-]", name))
 	}
 	history := 0
 	if h := c.Query("history"); h != "" {
 		n, err := strconv.Atoi(h)
 		if err != nil || n < 0 {
-			return jsonError(c, fiber.StatusBadRequest, stream.CodeBadRequest,
+			return WriteError(c, fiber.StatusBadRequest, stream.CodeBadRequest,
 				`"history" must be a non-negative integer`)
 		}
 		history = min(n, s.cfg.MaxHistory)
 	}
 	t, ok := s.reg.Topic(name, history)
 	if !ok {
-		return jsonError(c, fiber.StatusNotFound, "not_found", "no topic "+name)
+		return WriteError(c, fiber.StatusNotFound, "not_found", "no topic "+name)
 	}
 	data := t.Data
 	if len(data) == 0 {
@@ -94,32 +91,32 @@ type publishReply struct {
 // publishes nothing.
 func (s *Server) handlePublish(c *fiber.Ctx) error {
 	if s.cfg.PublishToken == "" {
-		return jsonError(c, fiber.StatusNotFound, "not_found",
+		return WriteError(c, fiber.StatusNotFound, "not_found",
 			"the publish API is off: start the server with --publish-token")
 	}
-	if !s.authorized(c.Get(fiber.HeaderAuthorization)) {
+	if !s.publish.Authorizes(c.Get(fiber.HeaderAuthorization)) {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="opsdash publish"`)
-		return jsonError(c, fiber.StatusUnauthorized, "unauthorized", "a valid Authorization: Bearer token is required")
+		return WriteError(c, fiber.StatusUnauthorized, "unauthorized", "a valid Authorization: Bearer token is required")
 	}
 	body := c.Body()
 	if len(body) > s.cfg.MaxPublishBytes {
-		return jsonError(c, fiber.StatusRequestEntityTooLarge, "payload_too_large",
+		return WriteError(c, fiber.StatusRequestEntityTooLarge, "payload_too_large",
 			fmt.Sprintf("the body is %d bytes, the limit is %d", len(body), s.cfg.MaxPublishBytes))
 	}
 	items, err := decodePublish(body)
 	if err != nil {
-		return jsonError(c, fiber.StatusBadRequest, stream.CodeBadRequest, err.Error())
+		return WriteError(c, fiber.StatusBadRequest, stream.CodeBadRequest, err.Error())
 	}
 	// The whole batch is checked before any of it is published.
 	for i, it := range items {
 		if err := s.reg.CheckPublishTopic(it.Topic); err != nil {
 			status, code := publishErrorStatus(err)
-			return jsonError(c, status, code, publishTopicMessage(i, it.Topic, s.reg.Host(), err))
+			return WriteError(c, status, code, publishTopicMessage(i, it.Topic, s.reg.Host(), err))
 		}
 		// decodePublish compacted the data, as the registry will.
 		if err := s.reg.CheckPublishSize(len(it.Data)); err != nil {
 			status, code := publishErrorStatus(err)
-			return jsonError(c, status, code, fmt.Sprintf("item %d (%s): %v", i, it.Topic, err))
+			return WriteError(c, status, code, fmt.Sprintf("item %d (%s): %v", i, it.Topic, err))
 		}
 	}
 	// One batch, so that a subscriber of several of these topics gets
@@ -238,19 +235,4 @@ func decodePublishItem(raw json.RawMessage, it *publishItem) error {
 		it.TS = &v
 	}
 	return nil
-}
-
-// hashToken is what the publish token is compared through: comparing
-// fixed-size digests in constant time leaks neither content nor length.
-func hashToken(tok string) [32]byte { return sha256.Sum256([]byte(tok)) }
-
-// authorized reports whether an Authorization header carries the publish
-// token.
-func (s *Server) authorized(header string) bool {
-	const prefix = "bearer "
-	if len(header) <= len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
-		return false
-	}
-	got := hashToken(strings.TrimSpace(header[len(prefix):]))
-	return subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) == 1
 }

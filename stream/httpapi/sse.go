@@ -26,20 +26,20 @@ const sseRetryMS = 2000
 func (s *Server) handleSSE(c *fiber.Ctx) error {
 	patterns, err := parseTopicsParam(c.Query("topics"))
 	if err != nil {
-		return jsonError(c, fiber.StatusBadRequest, stream.CodeInvalidTopic, err.Error())
+		return WriteError(c, fiber.StatusBadRequest, stream.CodeInvalidTopic, err.Error())
 	}
 	ip := s.cfg.ClientIP(c)
 	switch r := s.conns.admit(ip); r {
 	case refuseNone:
 	case refusePerIP:
 		s.countRefused(r.String())
-		return jsonError(c, fiber.StatusTooManyRequests, "too_many_connections", "too many connections from this address")
+		return WriteError(c, fiber.StatusTooManyRequests, "too_many_connections", "too many connections from this address")
 	case refuseDraining:
 		return s.answerDraining(c)
 	default:
 		s.countRefused(r.String())
 		c.Set(fiber.HeaderRetryAfter, "5")
-		return jsonError(c, fiber.StatusServiceUnavailable, "over_capacity", "server at connection capacity")
+		return WriteError(c, fiber.StatusServiceUnavailable, "over_capacity", "server at connection capacity")
 	}
 
 	fctx := c.Context()
@@ -60,7 +60,7 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 		if !errors.Is(err, stream.ErrInvalidTopic) {
 			code = stream.CodeTooManySubscriptions
 		}
-		return jsonError(c, fiber.StatusBadRequest, code, err.Error())
+		return WriteError(c, fiber.StatusBadRequest, code, err.Error())
 	}
 	if !s.conns.add(sc, true) { // Drain started since admit
 		sc.sess.Close(closeGoingAway, "server going away")

@@ -63,7 +63,7 @@ func (s *Server) wsHandler() fiber.Handler {
 	})
 	return func(c *fiber.Ctx) error {
 		if !wsfiber.IsWebSocketUpgrade(c) {
-			return jsonError(c, fiber.StatusUpgradeRequired, "upgrade_required",
+			return WriteError(c, fiber.StatusUpgradeRequired, "upgrade_required",
 				"/ws is a WebSocket endpoint (protocol v1, see docs/protocol.md)")
 		}
 		// Draining is refused with a status a load balancer understands.

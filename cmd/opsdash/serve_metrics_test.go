@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,9 +16,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-
-	"github.com/opsdash/opsdash/stream"
-	"github.com/opsdash/opsdash/stream/httpapi"
 )
 
 // scrape GETs /metrics (with an optional Authorization header) and parses
@@ -324,71 +320,6 @@ func TestMetricsEndToEnd(t *testing.T) {
 		}
 		if value(mustScrape(t, base), "opsdash_write_batch_frames") == 0 {
 			t.Error("opsdash_write_batch_frames has no sample after clients were sent frames")
-		}
-	})
-}
-
-// fakeConn is a stream.Conn that accepts every write.
-type fakeConn struct{ writes atomic.Int64 }
-
-func (c *fakeConn) WriteFrames(frames []stream.Frame) error { c.writes.Add(1); return nil }
-func (c *fakeConn) Close(code int, reason string) error     { return nil }
-
-// TestMetricsWriteObserver wires observeWrite into a registry the way
-// serve does and checks that a session's writes show in the histograms.
-func TestMetricsWriteObserver(t *testing.T) {
-	var met *metrics
-	reg := stream.NewRegistry(stream.RegistryConfig{
-		Host:          "testhost",
-		WriteObserver: func(d time.Duration, frames int) { met.observeWrite(d, frames) },
-	})
-	met = newMetrics(metricsConfig{}, reg, func() httpapi.Stats { return httpapi.Stats{} })
-
-	conn := &fakeConn{}
-	sess := reg.Open(conn, stream.DefaultSessionConfig())
-	defer sess.Close(1000, "")
-	sess.Hello()
-	if err := sess.Handle([]byte(`{"type":"ping","id":"1"}`)); err != nil {
-		t.Fatal(err)
-	}
-	var count uint64
-	var sum float64
-	eventually(t, "the writes to be observed", func() bool {
-		fams, err := met.registry.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range fams {
-			switch f.GetName() {
-			case "opsdash_write_duration_seconds":
-				count = f.GetMetric()[0].GetHistogram().GetSampleCount()
-			case "opsdash_write_batch_frames":
-				sum = f.GetMetric()[0].GetHistogram().GetSampleSum()
-			}
-		}
-		return sum == 2 // hello and pong, in one write or two
-	})
-	if n := conn.writes.Load(); count != uint64(n) {
-		t.Errorf("opsdash_write_duration_seconds has %d samples for %d writes", count, n)
-	}
-}
-
-// TestObserveWriteDoesNotAllocate: observeWrite runs on every write of
-// every connection.
-func TestObserveWriteDoesNotAllocate(t *testing.T) {
-	met := newMetrics(metricsConfig{}, stream.NewRegistry(stream.RegistryConfig{}), func() httpapi.Stats { return httpapi.Stats{} })
-	obs := func(d time.Duration, frames int) { met.observeWrite(d, frames) }
-	if n := testing.AllocsPerRun(1000, func() { obs(300*time.Microsecond, 3) }); n != 0 {
-		t.Errorf("observeWrite allocates %v times per write, want 0", n)
-	}
-}
-
-func BenchmarkObserveWrite(b *testing.B) {
-	met := newMetrics(metricsConfig{}, stream.NewRegistry(stream.RegistryConfig{}), func() httpapi.Stats { return httpapi.Stats{} })
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			met.observeWrite(300*time.Microsecond, 3)
 		}
 	})
 }

@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +18,8 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"github.com/opsdash/opsdash/stream/httpapi/certtest"
 )
 
 // startServeConfig runs the whole server (serve, as `opsdash serve` does)
@@ -58,54 +58,6 @@ func startServeConfig(t *testing.T, args []string, tune func(*serveConfig)) (str
 		}
 	})
 	return addr, logs
-}
-
-// pemSerial returns the serial number of the first certificate in a PEM file.
-func pemSerial(t *testing.T, path string) *big.Int {
-	t.Helper()
-	c := parsePEMCert(t, path)
-	return c.SerialNumber
-}
-
-func parsePEMCert(t *testing.T, path string) *x509.Certificate {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		t.Fatalf("%s: no PEM", path)
-	}
-	c, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// replaceFile puts src's content at dst the way cert-manager's kubelet,
-// certbot and mv do: written beside it, then renamed over it.
-func replaceFile(t *testing.T, src, dst string) {
-	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmp := dst + ".new"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// installPair makes the pair p the content of the live files.
-func installPair(t *testing.T, p testPair, cert, key string) {
-	t.Helper()
-	replaceFile(t, p.key, key)
-	replaceFile(t, p.cert, cert)
 }
 
 // handshakeSerial opens a new TLS connection (never a resumed session: a
@@ -157,19 +109,19 @@ func keepAliveGet(t *testing.T, c net.Conn, r *bufio.Reader, path string) int {
 // pins the certificate in the file, passes after a renewal.
 // startRenewableTLS runs the server on a copy of pair a under a "live"
 // folder beside it, looking at its files on every handshake (so a test can
-// renew them with installPair), and returns its address, a pool trusting a
+// renew them with certtest.Files.Install), and returns its address, a pool trusting a
 // and b, the live file paths and the server's logs.
-func startRenewableTLS(t *testing.T, a, b testPair) (addr string, roots *x509.CertPool, certFile, keyFile string, logs *syncBuffer) {
+func startRenewableTLS(t *testing.T, a, b certtest.Files) (addr string, roots *x509.CertPool, certFile, keyFile string, logs *syncBuffer) {
 	t.Helper()
 	roots = x509.NewCertPool()
-	roots.AddCert(parsePEMCert(t, a.cert))
-	roots.AddCert(parsePEMCert(t, b.cert))
-	live := filepath.Join(filepath.Dir(a.cert), "live")
+	roots.AddCert(a.Leaf)
+	roots.AddCert(b.Leaf)
+	live := filepath.Join(filepath.Dir(a.Cert), "live")
 	if err := os.Mkdir(live, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	certFile, keyFile = filepath.Join(live, "tls.crt"), filepath.Join(live, "tls.key")
-	installPair(t, a, certFile, keyFile)
+	a.Install(t, certFile, keyFile)
 	addr, logs = startServeConfig(t, []string{"--tls-cert", certFile, "--tls-key", keyFile},
 		func(c *serveConfig) { c.TLS.certCheck = time.Millisecond })
 	return addr, roots, certFile, keyFile, logs
@@ -177,9 +129,9 @@ func startRenewableTLS(t *testing.T, a, b testPair) (addr string, roots *x509.Ce
 
 func TestTLSCertificateReload(t *testing.T) {
 	dir := t.TempDir()
-	a := writeTestPair(t, dir, "a")
-	b := writeTestPair(t, dir, "b")
-	serialA, serialB := pemSerial(t, a.cert), pemSerial(t, b.cert)
+	a := certtest.WriteSelfSigned(t, dir, "a")
+	b := certtest.WriteSelfSigned(t, dir, "b")
+	serialA, serialB := a.Leaf.SerialNumber, b.Leaf.SerialNumber
 	if serialA.Cmp(serialB) == 0 {
 		t.Fatal("test pairs share a serial")
 	}
@@ -230,7 +182,7 @@ func TestTLSCertificateReload(t *testing.T) {
 	}
 
 	// Renewal: new handshakes get b; the open connections carry on with a.
-	installPair(t, b, certFile, keyFile)
+	b.Install(t, certFile, keyFile)
 	eventually(t, "a new handshake to see the renewed certificate", func() bool {
 		return handshakeSerial(t, addr, roots).Cmp(serialB) == 0
 	})
@@ -261,7 +213,7 @@ func TestTLSCertificateReload(t *testing.T) {
 	if err := os.WriteFile(garbage, []byte("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	replaceFile(t, garbage, certFile)
+	certtest.ReplaceFile(t, garbage, certFile)
 	eventually(t, "the broken pair to be reported", func() bool {
 		if got := handshakeSerial(t, addr, roots); got.Cmp(serialB) != 0 {
 			t.Fatalf("with a broken pair in the files, a handshake got serial %x, want the previous %x", got, serialB)
@@ -284,7 +236,7 @@ func TestTLSCertificateReload(t *testing.T) {
 	}
 
 	// Fixed: the next good pair is served.
-	installPair(t, a, certFile, keyFile)
+	a.Install(t, certFile, keyFile)
 	eventually(t, "the fixed pair to be served", func() bool {
 		return handshakeSerial(t, addr, roots).Cmp(serialA) == 0
 	})
@@ -293,148 +245,6 @@ func TestTLSCertificateReload(t *testing.T) {
 		t.Fatalf("/healthz on the first connection = %d", code)
 	}
 	nextUpdate(time.Now())
-}
-
-// checkNow runs one check of the files at once, whatever the interval.
-func (r *certReloader) checkNow() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.check()
-}
-
-// TestCertReloaderReporting: a pair that fails to load is not reported at
-// the first failure (the files may be half replaced), is reported once
-// when it fails again unchanged, and the previous certificate is served
-// throughout; a stale interval means no check at all.
-func TestCertReloaderReporting(t *testing.T) {
-	dir := t.TempDir()
-	a := writeTestPair(t, dir, "a")
-	b := writeTestPair(t, dir, "b")
-	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	installPair(t, a, certFile, keyFile)
-	cert, stamps, errs := loadPair(certFile, keyFile)
-	if len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	logs := &syncBuffer{}
-	r := newCertReloader(certFile, keyFile, cert, stamps, time.Hour, slog.New(slog.NewJSONHandler(logs, nil)))
-	serving := func() string { return certSerial(r.current()) }
-	serialA, serialB := pemSerial(t, a.cert).Text(16), pemSerial(t, b.cert).Text(16)
-
-	// Unchanged files: nothing happens.
-	r.checkNow()
-	if serving() != serialA || logs.String() != "" {
-		t.Fatalf("unchanged files: serving %s, logs %q", serving(), logs.String())
-	}
-
-	// The key is replaced first, as a tool writing one file after the
-	// other does: not loadable, not reported yet.
-	replaceFile(t, b.key, keyFile)
-	r.checkNow()
-	if serving() != serialA || strings.Contains(logs.String(), "failed") {
-		t.Fatalf("half-replaced pair: serving %s (want %s), logs %q", serving(), serialA, logs.String())
-	}
-	// Then the certificate: the new pair is served.
-	replaceFile(t, b.cert, certFile)
-	r.checkNow()
-	if serving() != serialB || strings.Contains(logs.String(), "failed") || !strings.Contains(logs.String(), "reloaded") {
-		t.Fatalf("replaced pair: serving %s (want %s), logs %q", serving(), serialB, logs.String())
-	}
-
-	// A mismatched pair that stays: reported at the second check, once.
-	replaceFile(t, a.key, keyFile)
-	for i := 0; i < 5; i++ {
-		r.checkNow()
-		if serving() != serialB {
-			t.Fatalf("check %d with a mismatched pair: serving %s, want %s", i, serving(), serialB)
-		}
-		want := 0
-		if i >= certReportAfter-1 {
-			want = 1
-		}
-		if n := countLines(logs.String(), "reload failed"); n != want {
-			t.Fatalf("after check %d: %d failure reports, want %d:\n%s", i+1, n, want, logs.String())
-		}
-	}
-	var rec struct {
-		Level, Err string
-	}
-	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &rec); err != nil || rec.Level != "ERROR" ||
-		!strings.Contains(rec.Err, "does not match") || !strings.Contains(rec.Err, keyFile) {
-		t.Errorf("failure report %s (%v): want an ERROR naming the key file and the mismatch", lines[len(lines)-1], err)
-	}
-
-	// A file that disappears is a failure too, reported once, and a later
-	// good pair recovers.
-	if err := os.Remove(certFile); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 3; i++ {
-		r.checkNow()
-	}
-	if n := countLines(logs.String(), "reload failed"); n != 2 || serving() != serialB {
-		t.Fatalf("missing certificate: %d reports in all (want 2), serving %s:\n%s", n, serving(), logs.String())
-	}
-	installPair(t, a, certFile, keyFile)
-	r.checkNow()
-	if serving() != serialA {
-		t.Fatalf("after the fix: serving %s, want %s", serving(), serialA)
-	}
-
-	// getCertificate looks at the files no more than once per interval
-	// (an hour here, so not at all) and never fails.
-	installPair(t, b, certFile, keyFile)
-	for i := 0; i < 3; i++ {
-		c, err := r.getCertificate(&tls.ClientHelloInfo{})
-		if err != nil || certSerial(c) != serialA {
-			t.Fatalf("getCertificate within the interval = %s, %v; want %s unchanged", certSerial(c), err, serialA)
-		}
-	}
-}
-
-// TestFileStamps: a file's version changes with an in-place rewrite (size,
-// time) and with a rename over it (another file), and not otherwise.
-func TestFileStamps(t *testing.T) {
-	dir := t.TempDir()
-	a := writeTestPair(t, dir, "a")
-	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	installPair(t, a, certFile, keyFile)
-	s0, err := statPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s1, _ := statPair(certFile, keyFile)
-	if !s0.same(s1) {
-		t.Fatal("the same files look changed")
-	}
-	// Renamed over with identical content and modification time: another
-	// inode, so a change.
-	fi, _ := os.Stat(certFile)
-	replaceFile(t, certFile, certFile)
-	if err := os.Chtimes(certFile, fi.ModTime(), fi.ModTime()); err != nil {
-		t.Fatal(err)
-	}
-	s2, _ := statPair(certFile, keyFile)
-	if s2.same(s0) {
-		t.Error("a file renamed over the certificate was not seen")
-	}
-	// Rewritten in place with another size: a change.
-	if err := os.WriteFile(keyFile, []byte("short"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s3, _ := statPair(certFile, keyFile)
-	if s3.same(s2) {
-		t.Error("a key rewritten in place was not seen")
-	}
-	// A missing file has no stamp, and is reported with its flag.
-	if err := os.Remove(keyFile); err != nil {
-		t.Fatal(err)
-	}
-	s4, err := statPair(certFile, keyFile)
-	if err == nil || !strings.Contains(err.Error(), "--tls-key") || s4.same(s3) {
-		t.Errorf("missing key: %v, %v", s4, err)
-	}
 }
 
 // /metrics reports when the certificate new connections get expires, and a
@@ -446,8 +256,8 @@ func TestTLSCertificateExpiryMetric(t *testing.T) {
 	// Whole seconds apart, far enough that the two cannot be confused.
 	untilA := time.Now().Add(48 * time.Hour).Truncate(time.Second)
 	untilB := untilA.Add(90 * 24 * time.Hour)
-	a := writeTestPairUntil(t, dir, "a", untilA)
-	b := writeTestPairUntil(t, dir, "b", untilB)
+	a := certtest.SelfSigned(t, "a", untilA).WriteFiles(t, dir, "a")
+	b := certtest.SelfSigned(t, "b", untilB).WriteFiles(t, dir, "b")
 	addr, roots, certFile, keyFile, _ := startRenewableTLS(t, a, b)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
@@ -467,7 +277,7 @@ func TestTLSCertificateExpiryMetric(t *testing.T) {
 	if got, want := expiry(), float64(untilA.Unix()); got != want {
 		t.Fatalf("%s = %v, want %v (the first certificate's expiry)", name, got, want)
 	}
-	installPair(t, b, certFile, keyFile)
+	b.Install(t, certFile, keyFile)
 	// Each scrape is a new TLS connection (no keep-alive), so each one lets
 	// the server look at the files again.
 	eventually(t, "the renewed certificate's expiry on /metrics", func() bool { return expiry() == float64(untilB.Unix()) })

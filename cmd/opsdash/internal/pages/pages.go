@@ -1,4 +1,8 @@
-package main
+// Package pages serves the HTML pages people look at (the dashboard, the
+// topic explorer, a topic's page) and their embedded assets, and Render,
+// the one way any page of the server is written (the auth guard's login
+// page too): with the pages' security headers, never cached.
+package pages
 
 import (
 	"log/slog"
@@ -18,7 +22,7 @@ import (
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 	"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
-// registerPages mounts the pages people look at and their assets:
+// Register mounts the pages people look at and their assets:
 //
 //	GET /                 the dashboard of this host (?procs=mem orders processes by memory)
 //	GET /topics           the topic explorer (?pattern=web-1.>)
@@ -27,17 +31,15 @@ const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 
 //
 // Pages are rendered from reg's current state on every request (no-store:
 // the first paint must show current values).
-func registerPages(app *fiber.App, reg *stream.Registry, log *slog.Logger) {
+// log receives the pages that fail to render.
+func Register(app *fiber.App, reg *stream.Registry, log *slog.Logger) {
 	charts := views.NewSeriesCache()
 	render := func(c *fiber.Ctx, status int, page templ.Component) error {
-		securityHeaders(c)
-		c.Set(fiber.HeaderCacheControl, "no-store")
-		c.Status(status).Type("html", "utf-8")
-		if err := page.Render(c.UserContext(), c.Response().BodyWriter()); err != nil {
+		err := Render(c, status, page)
+		if err != nil {
 			log.Error("rendering page", "path", c.Path(), "err", err)
-			return err
 		}
-		return nil
+		return err
 	}
 	app.Get("/", func(c *fiber.Ctx) error {
 		return render(c, fiber.StatusOK, views.DashboardPage(views.NewDashboard(reg, charts, c.Query("procs"), time.Now())))
@@ -54,6 +56,17 @@ func registerPages(app *fiber.App, reg *stream.Registry, log *slog.Logger) {
 		return render(c, status, views.TopicPage(d))
 	})
 	app.Get(static.Prefix+":name", serveAsset)
+}
+
+// Render writes page as c's HTML answer with status: the security headers
+// every page carries, Cache-Control no-store (a page shows current values,
+// and the login page must not be kept), then the component itself (templ's
+// Render on the response body).
+func Render(c *fiber.Ctx, status int, page templ.Component) error {
+	securityHeaders(c)
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	c.Status(status).Type("html", "utf-8")
+	return page.Render(c.UserContext(), c.Response().BodyWriter())
 }
 
 // serveAsset serves one embedded file under its content-hashed name. The

@@ -1,9 +1,14 @@
-package main
+// Package metrics is the server's Prometheus exposition at GET /metrics:
+// the Go runtime and process, the build, the stream and edge counters
+// (read from stream.Registry.Stats and httpapi.Server.Stats at scrape
+// time, so they cost nothing on the hot path), and what those do not
+// count, recorded as it happens: auth failures, collector runs, write
+// latency, the TLS certificate's expiry. docs/deploy.md ("Metrics") lists
+// the series.
+package metrics
 
 import (
 	"crypto/tls"
-	"errors"
-	"flag"
 	"runtime"
 	"slices"
 	"strconv"
@@ -15,32 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/certs"
 	"github.com/opsdash/opsdash/collectors"
 	"github.com/opsdash/opsdash/stream"
 	"github.com/opsdash/opsdash/stream/httpapi"
 )
-
-// metricsConfig holds the flags of GET /metrics.
-type metricsConfig struct {
-	// Auth puts /metrics behind the auth token (--metrics-auth). Off by
-	// default: a Prometheus server usually scrapes from inside the network
-	// and the metrics hold counts, not host data.
-	Auth bool
-}
-
-func (m *metricsConfig) register(fs *flag.FlagSet) {
-	fs.BoolVar(&m.Auth, "metrics-auth", false, "require the auth token (--auth-token) on GET /metrics too")
-}
-
-// validate reports a configuration that cannot do what it says: the
-// operator asked for /metrics behind a token and there is none, which
-// would leave it open while they believe it closed.
-func (m *metricsConfig) validate(authToken string) []error {
-	if m.Auth && authToken == "" {
-		return []error{errors.New("--metrics-auth needs --auth-token: without a token /metrics would stay open")}
-	}
-	return nil
-}
 
 // Histogram buckets. Writes are one corked syscall on a healthy connection
 // (tens of microseconds) and up to the write timeout (10 s by default) on
@@ -51,13 +35,11 @@ var (
 	collectorBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 )
 
-// metrics owns the process's Prometheus registry and serves it at
-// GET /metrics. The stream and edge counters are read at scrape time from
-// stream.Registry.Stats and httpapi.Server.Stats (see streamCollector), so
-// they cost nothing on the hot path; only what those do not count (auth
-// failures, collector runs, write latency) is recorded as it happens.
-type metrics struct {
-	cfg      metricsConfig
+// Metrics owns the process's Prometheus registry and serves it (Handler).
+// Build it with New, then hand its hooks to what it observes
+// (ObserveWrite, CollectorObserver, AuthFailure) and register the sources
+// read at scrape time (ExportStream, WatchCertificate).
+type Metrics struct {
 	registry *prometheus.Registry
 
 	authFailures  prometheus.Counter
@@ -67,13 +49,16 @@ type metrics struct {
 	writeFrames   prometheus.Histogram
 }
 
-// newMetrics builds the registry: Go runtime and process collectors, the
-// stream and edge counters of reg and apiStats (called at each scrape, so
-// apiStats may refer to a server created after this call), and the
-// instruments fed by authFailure, collectorObserver and observeWrite.
-func newMetrics(cfg metricsConfig, reg *stream.Registry, apiStats func() httpapi.Stats) *metrics {
-	m := &metrics{
-		cfg: cfg,
+// Build names the running build, for opsdash_build_info.
+type Build struct {
+	Version, Commit string
+}
+
+// New builds the registry: Go runtime and process collectors, the build's
+// info, and the instruments fed by AuthFailure, CollectorObserver and
+// ObserveWrite.
+func New(build Build) *Metrics {
+	m := &Metrics{
 		// A registry of our own rather than prometheus.DefaultRegisterer:
 		// no library can add metrics behind our back, and tests can run
 		// several servers in one process.
@@ -106,30 +91,36 @@ func newMetrics(cfg metricsConfig, reg *stream.Registry, apiStats func() httpapi
 		Name: "opsdash_build_info",
 		Help: "Always 1; the labels say which build runs.",
 		ConstLabels: prometheus.Labels{
-			"version": version, "commit": commit, "goversion": runtime.Version(),
+			"version": build.Version, "commit": build.Commit, "goversion": runtime.Version(),
 		},
 	})
 	buildInfo.Set(1)
 	m.registry.MustRegister(
 		promcollectors.NewGoCollector(),
 		promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}),
-		newStreamCollector(reg.Stats, apiStats),
 		buildInfo,
 		m.authFailures, m.collectorDur, m.collectorErrs, m.writeDur, m.writeFrames,
 	)
 	return m
 }
 
-// watchCertificate exports the expiry of the TLS certificate that new
+// ExportStream exports the stream and edge counters: regStats and apiStats
+// (a stream.Registry's and an httpapi.Server's Stats) are called once each
+// per scrape. Call it once.
+func (m *Metrics) ExportStream(regStats func() stream.Stats, apiStats func() httpapi.Stats) {
+	m.registry.MustRegister(newStreamCollector(regStats, apiStats))
+}
+
+// WatchCertificate exports the expiry of the TLS certificate that new
 // handshakes get (current is asked at each scrape, so a reloaded certificate
 // shows at once). An alert on it catches a renewal that never happened or
 // that the server could not load: the reload keeps serving the old pair.
-func (m *metrics) watchCertificate(current func() *tls.Certificate) {
+func (m *Metrics) WatchCertificate(current func() *tls.Certificate) {
 	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "opsdash_tls_certificate_expiry_timestamp_seconds",
 		Help: "Unix time at which the TLS certificate served to new connections expires (--tls-cert; reloaded when its files change).",
 	}, func() float64 {
-		t := certNotAfter(current())
+		t := certs.NotAfter(current())
 		if t.IsZero() {
 			return 0
 		}
@@ -137,11 +128,12 @@ func (m *metrics) watchCertificate(current func() *tls.Certificate) {
 	}))
 }
 
-// collectorObserver is told about every collector run.
-func (m *metrics) collectorObserver() collectors.Observer { return collectorRuns{m} }
+// CollectorObserver is told about every collector run: pass it as
+// collectors.SchedulerConfig.Observer.
+func (m *Metrics) CollectorObserver() collectors.Observer { return collectorRuns{m} }
 
 // collectorRuns feeds the collector histogram and error counter.
-type collectorRuns struct{ m *metrics }
+type collectorRuns struct{ m *Metrics }
 
 // CollectorRun implements collectors.Observer.
 func (o collectorRuns) CollectorRun(name string, took time.Duration, err error) {
@@ -154,21 +146,20 @@ func (o collectorRuns) CollectorRun(name string, took time.Duration, err error) 
 	}
 }
 
-// authFailure counts a refused token.
-func (m *metrics) authFailure() { m.authFailures.Inc() }
+// AuthFailure counts a refused token: pass it as auth.Config.OnFailure.
+func (m *Metrics) AuthFailure() { m.authFailures.Inc() }
 
-// observeWrite records one Conn.WriteFrames call: pass it as
+// ObserveWrite records one Conn.WriteFrames call: pass it as
 // stream.RegistryConfig.WriteObserver. It runs once per write on the
 // writer goroutines and does not allocate.
-func (m *metrics) observeWrite(d time.Duration, frames int) {
+func (m *Metrics) ObserveWrite(d time.Duration, frames int) {
 	m.writeDur.Observe(d.Seconds())
 	m.writeFrames.Observe(float64(frames))
 }
 
-// install mounts GET /metrics on app, behind protect when --metrics-auth
-// is set. The handler is client_golang's promhttp (content negotiation,
-// gzip, OpenMetrics) adapted to fasthttp.
-func (m *metrics) install(app *fiber.App, protect fiber.Handler) {
+// Handler serves the registry: client_golang's promhttp (content
+// negotiation, gzip, OpenMetrics) adapted to fasthttp.
+func (m *Metrics) Handler() fiber.Handler {
 	h := promhttp.InstrumentMetricHandler(m.registry, promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{
 		Registry: m.registry, // counts its own errors in promhttp_metric_handler_errors_total
 		// A failing collector (say /proc unreadable) costs its own metrics,
@@ -184,15 +175,10 @@ func (m *metrics) install(app *fiber.App, protect fiber.Handler) {
 		// in-process counters only, and scrapers time out on their side.
 	}))
 	serve := fasthttpadaptor.NewFastHTTPHandler(h)
-	handler := func(c *fiber.Ctx) error {
+	return func(c *fiber.Ctx) error {
 		serve(c.Context())
 		return nil
 	}
-	if m.cfg.Auth {
-		app.Get("/metrics", protect, handler)
-		return
-	}
-	app.Get("/metrics", handler)
 }
 
 // streamCollector exports stream.Registry.Stats and httpapi.Server.Stats

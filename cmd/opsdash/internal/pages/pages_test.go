@@ -1,4 +1,4 @@
-package main
+package pages
 
 import (
 	"io"
@@ -37,7 +37,7 @@ func pagesApp(t *testing.T) *fiber.App {
 		reg.Publish(collectors.Sample{Topic: "testhost.mem", Time: at, Data: collectors.MemData{TotalBytes: 8 << 30, UsedBytes: 2 << 30, UsedPct: 25}})
 	}
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
-	registerPages(app, reg, log)
+	Register(app, reg, log)
 	return app
 }
 

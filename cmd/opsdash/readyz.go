@@ -7,13 +7,17 @@ import (
 	"github.com/gofiber/fiber/v2"
 )
 
+// The server's own readiness, GET /readyz (not to be confused with
+// healthcheck.go, the `opsdash healthcheck` client that asks it).
+
 // readiness is what /readyz asks the collectors (a *collectors.Scheduler).
 type readiness interface {
 	// Ready reports whether every always-on collector has finished a
 	// first run.
 	Ready() bool
-	// Stalled reports whether, at now, some always-on collector is long
-	// overdue.
+	// Stalled reports whether, at now, the collectors have stopped making
+	// progress: no always-on collector has finished a run within three of
+	// its intervals. One stuck collector among working ones is not a stall.
 	Stalled(now time.Time) bool
 }
 

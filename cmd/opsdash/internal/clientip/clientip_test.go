@@ -1,14 +1,18 @@
-package main
+package clientip
 
 import (
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"reflect"
 	"testing"
+
+	"github.com/gofiber/fiber/v2"
 )
 
 func TestForwardedClient(t *testing.T) {
-	set, errs := parseProxySet([]string{"10.0.0.0/8", "192.0.2.7", "fd00::/8", "::1"})
+	set, errs := ParseProxies([]string{"10.0.0.0/8", "192.0.2.7", "fd00::/8", "::1"})
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
@@ -45,19 +49,19 @@ func TestForwardedClient(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := forwardedClient(netip.MustParseAddr(tt.peer), tt.xff, set.contains)
+			got := Forwarded(netip.MustParseAddr(tt.peer), tt.xff, set.Contains)
 			if got.String() != tt.want {
-				t.Errorf("forwardedClient(%s, %q) = %s, want %s", tt.peer, tt.xff, got, tt.want)
+				t.Errorf("Forwarded(%s, %q) = %s, want %s", tt.peer, tt.xff, got, tt.want)
 			}
 		})
 	}
 }
 
-func TestParseProxySet(t *testing.T) {
-	set, errs := parseProxySet([]string{" 10.0.0.7 ", "10.1.2.3/8", "::ffff:192.0.2.0/120", "2001:db8::/32", "", "fe80::1%eth0", "nope", "10.0.0.0/40"})
+func TestParseProxies(t *testing.T) {
+	set, errs := ParseProxies([]string{" 10.0.0.7 ", "10.1.2.3/8", "::ffff:192.0.2.0/120", "2001:db8::/32", "", "fe80::1%eth0", "nope", "10.0.0.0/40"})
 	want := []string{"10.0.0.7/32", "10.0.0.0/8", "192.0.2.0/24", "2001:db8::/32", "fe80::1/128"}
-	if !reflect.DeepEqual(set.strings(), want) {
-		t.Errorf("set = %v, want %v", set.strings(), want)
+	if !reflect.DeepEqual(set.Strings(), want) {
+		t.Errorf("set = %v, want %v", set.Strings(), want)
 	}
 	if len(errs) != 2 {
 		t.Errorf("errors = %v, want 2 (a name, a bad prefix)", errs)
@@ -69,11 +73,11 @@ func TestParseProxySet(t *testing.T) {
 		{"10.0.0.7", true}, {"10.0.0.8", true}, {"11.0.0.1", false}, {"192.0.2.200", true},
 		{"::ffff:10.9.9.9", true}, {"2001:db8:1::5", true}, {"2001:db9::1", false},
 	} {
-		if got := set.containsIP(net.ParseIP(tt.ip)); got != tt.want {
+		if got := set.ContainsIP(net.ParseIP(tt.ip)); got != tt.want {
 			t.Errorf("contains(%s) = %v, want %v", tt.ip, got, tt.want)
 		}
 	}
-	if empty, _ := parseProxySet(nil); empty.contains(netip.MustParseAddr("127.0.0.1")) {
+	if empty, _ := ParseProxies(nil); empty.Contains(netip.MustParseAddr("127.0.0.1")) {
 		t.Error("an empty set trusts someone")
 	}
 }
@@ -81,20 +85,96 @@ func TestParseProxySet(t *testing.T) {
 func FuzzForwardedClient(f *testing.F) {
 	f.Add("10.0.0.1", "1.1.1.1, 198.51.100.1, 10.2.2.2")
 	f.Add("::1", "[2001:db8::1]:80,,garbage")
-	set, _ := parseProxySet([]string{"10.0.0.0/8", "::1"})
+	set, _ := ParseProxies([]string{"10.0.0.0/8", "::1"})
 	f.Fuzz(func(t *testing.T, peer, xff string) {
 		p, err := netip.ParseAddr(peer)
 		if err != nil {
 			return
 		}
-		got := forwardedClient(p, []string{xff}, set.contains)
+		got := Forwarded(p, []string{xff}, set.Contains)
 		// The answer is the peer, or an address the header names; never
 		// a trusted proxy unless the whole chain was trusted.
 		if !got.IsValid() && p.IsValid() {
 			t.Fatalf("invalid result for peer %s, header %q", peer, xff)
 		}
-		if !set.contains(p) && got != p.Unmap().WithZone("") {
+		if !set.Contains(p) && got != p.Unmap().WithZone("") {
 			t.Fatalf("untrusted peer %s: got %s", peer, got)
 		}
 	})
+}
+
+// seen sends app.Test's GET http://web-1:8080/ with headers h (its peer is
+// 0.0.0.0) to an app of cfg and returns what report says of the request.
+func seen(t *testing.T, cfg fiber.Config, h http.Header, report func(*fiber.Ctx) string) string {
+	t.Helper()
+	cfg.DisableStartupMessage = true
+	app := fiber.New(cfg)
+	app.Get("/", func(c *fiber.Ctx) error { return c.SendString(report(c)) })
+	req, _ := http.NewRequest("GET", "http://web-1:8080/", nil)
+	req.Header = h
+	resp, err := app.Test(req, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
+// TestTrustedProxyHooks: the hooks handed to Fiber (FiberConfig) and
+// httpapi (TrustedPeer) believe forwarded headers only from the set
+// (app.Test's peer is 0.0.0.0).
+func TestTrustedProxyHooks(t *testing.T) {
+	for _, tt := range []struct {
+		proxies []string
+		want    string
+	}{
+		{nil, "http web-1:8080"},
+		{[]string{"10.0.0.0/8"}, "http web-1:8080"},
+		{[]string{"0.0.0.0"}, "https ops.example.com"},
+	} {
+		set, errs := ParseProxies(tt.proxies)
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		body := seen(t, set.FiberConfig(fiber.Config{}), http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"ops.example.com"}},
+			func(c *fiber.Ctx) string { return c.Protocol() + " " + c.Hostname() })
+		if body != tt.want {
+			t.Errorf("--trusted-proxies %v: Fiber sees %q, want %q", tt.proxies, body, tt.want)
+		}
+
+		trusted := set.TrustedPeer()
+		if len(tt.proxies) == 0 {
+			if trusted != nil {
+				t.Error("TrustedPeer() with no proxies is not nil")
+			}
+			continue
+		}
+		if got, want := trusted(net.IPv4zero), tt.proxies[0] == "0.0.0.0"; got != want {
+			t.Errorf("--trusted-proxies %v: TrustedPeer()(0.0.0.0) = %v", tt.proxies, got)
+		}
+		if !trusted(net.ParseIP("10.1.2.3")) && tt.proxies[0] == "10.0.0.0/8" {
+			t.Error("10.1.2.3 not trusted by 10.0.0.0/8")
+		}
+	}
+}
+
+// TestClientIP: a request from a trusted proxy is counted as the forwarded
+// client, one from anyone else as its peer, whatever its header says
+// (app.Test's peer is 0.0.0.0).
+func TestClientIP(t *testing.T) {
+	for _, tt := range []struct {
+		proxies []string
+		want    string
+	}{
+		{nil, "0.0.0.0"},
+		{[]string{"10.0.0.0/8"}, "0.0.0.0"},
+		{[]string{"0.0.0.0", "10.0.0.0/8"}, "203.0.113.9"},
+	} {
+		set, _ := ParseProxies(tt.proxies)
+		body := seen(t, fiber.Config{}, http.Header{"X-Forwarded-For": {"198.51.100.66, 203.0.113.9", "10.1.1.1"}}, set.ClientIP)
+		if body != tt.want {
+			t.Errorf("proxies %v: client %q, want %q", tt.proxies, body, tt.want)
+		}
+	}
 }

@@ -1,0 +1,110 @@
+package auth
+
+import (
+	"math"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// failureLimiter is a token bucket per client address for presented
+// tokens: an attempt takes one, a right token gives it back, so only wrong
+// ones use the budget up. Taking before checking (rather than counting
+// after) means parallel attempts cannot all slip through a full bucket.
+type failureLimiter struct {
+	burst float64
+	every time.Duration
+	max   int
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newFailureLimiter(burst int, every time.Duration, max int) *failureLimiter {
+	return &failureLimiter{burst: float64(burst), every: every, max: max, buckets: make(map[string]*bucket)}
+}
+
+// refill brings b up to date at now.
+func (l *failureLimiter) refill(b *bucket, now time.Time) {
+	if el := now.Sub(b.last); el > 0 {
+		b.tokens = math.Min(l.burst, b.tokens+float64(el)/float64(l.every))
+		b.last = now
+	}
+}
+
+// take spends one attempt of key at now; when none is left it returns
+// false and how long until one is.
+func (l *failureLimiter) take(key string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	if b == nil {
+		if len(l.buckets) >= l.max {
+			l.prune(now)
+		}
+		b = &bucket{tokens: l.burst, last: now}
+		l.buckets[key] = b
+	}
+	l.refill(b, now)
+	if b.tokens < 1 {
+		return false, time.Duration((1 - b.tokens) * float64(l.every))
+	}
+	b.tokens--
+	return true, 0
+}
+
+// refund gives back the attempt of a right token; a full bucket is
+// forgotten, so clients that only send right tokens cost no memory.
+func (l *failureLimiter) refund(key string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	if b == nil {
+		return
+	}
+	l.refill(b, now)
+	b.tokens++
+	if b.tokens >= l.burst {
+		delete(l.buckets, key)
+	}
+}
+
+// prune forgets the buckets that have refilled, and an arbitrary one when
+// all are in use (many addresses at once: each keeps its own limit only
+// while the table has room). The caller holds mu.
+func (l *failureLimiter) prune(now time.Time) {
+	for k, b := range l.buckets {
+		l.refill(b, now)
+		if b.tokens >= l.burst {
+			delete(l.buckets, k)
+		}
+	}
+	if len(l.buckets) >= l.max {
+		for k := range l.buckets {
+			delete(l.buckets, k)
+			break
+		}
+	}
+}
+
+// limitKey is the limiter's key for a client address: an IPv6 client by
+// its /64, which one host or home usually owns whole, so that walking
+// through its addresses buys no extra attempts.
+func limitKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is6() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return a.String()
+}
