@@ -45,5 +45,4 @@ func (s *Session) SetClock(now func() time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.now = now
-	s.last = now()
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/opsdash/opsdash/stream/ratelimit"
 )
 
 var (
@@ -42,10 +44,9 @@ type Session struct {
 	mailbox
 
 	// rate limiting (guarded by mu)
-	tokens  float64
-	last    time.Time
-	strikes int
-	now     func() time.Time // the rate limiter's clock (tests replace it)
+	requests ratelimit.Bucket
+	strikes  int
+	now      func() time.Time // the rate limiter's clock (tests replace it)
 }
 
 // Open registers a session for conn. Nothing is written until Hello, Handle
@@ -61,8 +62,6 @@ func (r *Registry) Open(conn Conn, cfg SessionConfig) *Session {
 		order:      scramble(r.nextOrder.Add(1)),
 		done:       make(chan struct{}),
 		replySpace: make(chan struct{}, 1),
-		tokens:     float64(cfg.RequestBurst),
-		last:       time.Now(),
 		now:        time.Now,
 	}
 	if s.id == "" {
@@ -151,15 +150,11 @@ func (s *Session) allow() bool {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
-	s.tokens = min(float64(s.cfg.RequestBurst), s.tokens+now.Sub(s.last).Seconds()*s.cfg.RequestsPerSecond)
-	s.last = now
-	if s.tokens < 1 {
-		return false
+	ok, _ := s.requests.Take(ratelimit.Limit{Rate: s.cfg.RequestsPerSecond, Burst: float64(s.cfg.RequestBurst)}, s.now())
+	if ok {
+		s.strikes = 0
 	}
-	s.tokens--
-	s.strikes = 0
-	return true
+	return ok
 }
 
 func (s *Session) replyError(id, code, msg string) {

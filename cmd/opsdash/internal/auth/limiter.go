@@ -1,10 +1,11 @@
 package auth
 
 import (
-	"math"
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/opsdash/opsdash/stream/ratelimit"
 )
 
 // failureLimiter is a token bucket per client address for presented
@@ -12,29 +13,15 @@ import (
 // ones use the budget up. Taking before checking (rather than counting
 // after) means parallel attempts cannot all slip through a full bucket.
 type failureLimiter struct {
-	burst float64
-	every time.Duration
+	limit ratelimit.Limit
 	max   int
 
 	mu      sync.Mutex
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
+	buckets map[string]*ratelimit.Bucket
 }
 
 func newFailureLimiter(burst int, every time.Duration, max int) *failureLimiter {
-	return &failureLimiter{burst: float64(burst), every: every, max: max, buckets: make(map[string]*bucket)}
-}
-
-// refill brings b up to date at now.
-func (l *failureLimiter) refill(b *bucket, now time.Time) {
-	if el := now.Sub(b.last); el > 0 {
-		b.tokens = math.Min(l.burst, b.tokens+float64(el)/float64(l.every))
-		b.last = now
-	}
+	return &failureLimiter{limit: ratelimit.Every(every, burst), max: max, buckets: make(map[string]*ratelimit.Bucket)}
 }
 
 // take spends one attempt of key at now; when none is left it returns
@@ -47,15 +34,10 @@ func (l *failureLimiter) take(key string, now time.Time) (bool, time.Duration) {
 		if len(l.buckets) >= l.max {
 			l.prune(now)
 		}
-		b = &bucket{tokens: l.burst, last: now}
+		b = new(ratelimit.Bucket)
 		l.buckets[key] = b
 	}
-	l.refill(b, now)
-	if b.tokens < 1 {
-		return false, time.Duration((1 - b.tokens) * float64(l.every))
-	}
-	b.tokens--
-	return true, 0
+	return b.Take(l.limit, now)
 }
 
 // refund gives back the attempt of a right token; a full bucket is
@@ -63,13 +45,7 @@ func (l *failureLimiter) take(key string, now time.Time) (bool, time.Duration) {
 func (l *failureLimiter) refund(key string, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.buckets[key]
-	if b == nil {
-		return
-	}
-	l.refill(b, now)
-	b.tokens++
-	if b.tokens >= l.burst {
+	if b := l.buckets[key]; b != nil && b.Refund(l.limit, now) {
 		delete(l.buckets, key)
 	}
 }
@@ -79,8 +55,7 @@ func (l *failureLimiter) refund(key string, now time.Time) {
 // while the table has room). The caller holds mu.
 func (l *failureLimiter) prune(now time.Time) {
 	for k, b := range l.buckets {
-		l.refill(b, now)
-		if b.tokens >= l.burst {
+		if b.Full(l.limit, now) {
 			delete(l.buckets, k)
 		}
 	}
