@@ -56,9 +56,7 @@ type ProcInfo struct {
 }
 
 const (
-	procTopName     = "proc.top"
-	procTopInterval = 2 * time.Second
-	procTopN        = 20
+	procTopN = 20
 	// procColdWindow is how long a cold start waits between its two scans.
 	procColdWindow = 200 * time.Millisecond
 	// minProcAge is the youngest a new process may be for its CPU use
@@ -90,8 +88,8 @@ func (p *procStat) name() string { return string(p.comm[:p.commLen]) }
 
 // procTopCollector produces <host>.proc.top.
 type procTopCollector struct {
+	spec
 	topic    string
-	interval time.Duration
 	paths    hostPaths
 	clkTck   float64
 	pageSize uint64
@@ -106,8 +104,7 @@ type procTopCollector struct {
 }
 
 // NewProcTop returns the collector of <host>.proc.top: the top 20 processes
-// by CPU and by resident memory, every 2 s, while someone subscribes
-// (OnDemand).
+// by CPU and by resident memory, while someone subscribes (on demand).
 //
 // It reads /proc/<pid>/stat itself (under HOST_PROC) rather than through
 // gopsutil's per-process calls, which open several files per process per
@@ -119,15 +116,13 @@ type procTopCollector struct {
 // A cold start (the first run, or the first after nobody subscribed for a
 // while) scans twice, 200 ms apart, so that its first sample already shows
 // current use rather than nothing or an average since each process began.
-func NewProcTop(cfg Config) Collector {
-	iv := cfg.Intervals[procTopName]
-	if iv <= 0 {
-		iv = procTopInterval
-	}
+func NewProcTop(cfg Config) Collector { return buildAlways("proc.top", cfg) }
+
+func newProcTop(cfg Config, s spec) *procTopCollector {
 	paths := hostPathsFromEnv()
 	return &procTopCollector{
+		spec:     s,
 		topic:    cfg.HostID + ".proc.top",
-		interval: iv,
 		paths:    paths,
 		clkTck:   float64(clockTicks()),
 		pageSize: uint64(os.Getpagesize()),
@@ -137,16 +132,8 @@ func NewProcTop(cfg Config) Collector {
 	}
 }
 
-func (c *procTopCollector) Name() string            { return procTopName }
-func (c *procTopCollector) Interval() time.Duration { return c.interval }
-
 func (c *procTopCollector) Topics() []TopicInfo {
-	return []TopicInfo{{
-		Name:        c.topic,
-		Interval:    c.interval,
-		Description: "Top 20 processes by CPU (pct, cores) and by resident memory (bytes); collected while subscribed",
-		OnDemand:    true,
-	}}
+	return []TopicInfo{c.declare(c.topic, "Top 20 processes by CPU (pct, cores) and by resident memory (bytes); collected while subscribed")}
 }
 
 // staleAfter is how old the previous scan may be before CPU deltas against
