@@ -286,15 +286,7 @@ func cgroupFixture(t *testing.T, procCgroup string, mounts []string, files map[s
 	}
 	files["proc/cgroup"] = procCgroup
 	files["proc/mountinfo"] = b.String()
-	for name, content := range files {
-		p := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeTree(t, root, files)
 	return filepath.Join(root, "proc/cgroup"), filepath.Join(root, "proc/mountinfo"), root
 }
 

@@ -69,15 +69,7 @@ func fakeProcTree(t *testing.T) (procDir string) {
 		"proc/net/dev":     "",
 		"etc/passwd":       "root:x:0:0::/root:/bin/sh\npostgres:x:999:999::/var/lib/postgresql:/bin/sh\n",
 	}
-	for name, content := range files {
-		p := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeTree(t, root, files)
 	t.Setenv("HOST_PROC", procDir)
 	t.Setenv("HOST_ETC", etc)
 	return procDir
