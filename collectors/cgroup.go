@@ -67,10 +67,11 @@ type cgroupCollector struct {
 	isBaseline bool
 }
 
-// NewCgroup returns the collector of <host>.cgroup and true when opsdash runs in a cgroup with a CPU quota or a memory limit;
-// otherwise nil and false, and the topic does not exist. It reads opsdash's
-// own cgroup from /proc/self/cgroup and /proc/self/mountinfo (not HOST_PROC:
-// it is about the process's container, not the host), cgroup v2 or v1.
+// NewCgroup returns the collector of <host>.cgroup and true when opsdash
+// runs in a cgroup with a CPU quota or a memory limit; otherwise nil and
+// false, and the topic does not exist. It reads opsdash's own cgroup from
+// /proc/self/cgroup and /proc/self/mountinfo (not HOST_PROC: it is about
+// the process's container, not the host), cgroup v2 or v1.
 // Limits are re-read every run, so a limit changed at runtime shows; a limit
 // set after start on a cgroup that had none at start does not.
 func NewCgroup(cfg Config) (Collector, bool) { return build("cgroup", cfg) }

@@ -36,10 +36,11 @@ type sensorsCollector struct {
 	read  func(ctx context.Context) ([]host.TemperatureStat, error)
 }
 
-// NewSensors returns the collector of <host>.sensors.temp and true, when the host exposes at least one temperature; otherwise nil
-// and false, and the topic does not exist (virtual machines and most
-// containers without /sys of the host have no sensors). The probe is one
-// read of the sensors at construction.
+// NewSensors returns the collector of <host>.sensors.temp and true, when
+// the host exposes at least one temperature; otherwise nil and false, and
+// the topic does not exist (virtual machines and most containers without
+// /sys of the host have no sensors). The probe is one read of the sensors
+// at construction.
 func NewSensors(cfg Config) (Collector, bool) { return build("sensors", cfg) }
 
 func newSensors(cfg Config, s spec) (Collector, bool) {
