@@ -58,6 +58,7 @@ const cgroupUnlimited = uint64(1) << 62
 
 // cgroupCollector produces <host>.cgroup.
 type cgroupCollector struct {
+	spec
 	topic  string
 	layout cgroupLayout
 
@@ -66,19 +67,22 @@ type cgroupCollector struct {
 	isBaseline bool
 }
 
-// NewCgroup returns the collector of <host>.cgroup, every 5 seconds, and
-// true when opsdash runs in a cgroup with a CPU quota or a memory limit;
-// otherwise nil and false, and the topic does not exist. It reads opsdash's
-// own cgroup from /proc/self/cgroup and /proc/self/mountinfo (not HOST_PROC:
-// it is about the process's container, not the host), cgroup v2 or v1.
+// NewCgroup returns the collector of <host>.cgroup and true when opsdash
+// runs in a cgroup with a CPU quota or a memory limit; otherwise nil and
+// false, and the topic does not exist. It reads opsdash's own cgroup from
+// /proc/self/cgroup and /proc/self/mountinfo (not HOST_PROC: it is about
+// the process's container, not the host), cgroup v2 or v1.
 // Limits are re-read every run, so a limit changed at runtime shows; a limit
 // set after start on a cgroup that had none at start does not.
-func NewCgroup(cfg Config) (Collector, bool) {
-	return newCgroup(cfg, "/proc/self/cgroup", "/proc/self/mountinfo")
+func NewCgroup(cfg Config) (Collector, bool) { return build("cgroup", cfg) }
+
+// newOwnCgroup is the catalog's constructor: opsdash's own cgroup.
+func newOwnCgroup(cfg Config, s spec) (Collector, bool) {
+	return newCgroup(cfg, s, "/proc/self/cgroup", "/proc/self/mountinfo")
 }
 
 // newCgroup is NewCgroup reading the given files (fixtures in tests).
-func newCgroup(cfg Config, procCgroupFile, mountinfoFile string) (Collector, bool) {
+func newCgroup(cfg Config, s spec, procCgroupFile, mountinfoFile string) (Collector, bool) {
 	pc, err := os.ReadFile(procCgroupFile)
 	if err != nil {
 		return nil, false
@@ -95,18 +99,16 @@ func newCgroup(cfg Config, procCgroupFile, mountinfoFile string) (Collector, boo
 	if lim.cpuCores == nil && lim.memBytes == nil {
 		return nil, false
 	}
-	c := &cgroupCollector{topic: cfg.HostID + ".cgroup", layout: layout}
+	c := &cgroupCollector{spec: s, topic: cfg.HostID + ".cgroup", layout: layout}
 	if cnt, err := layout.readCounters(); err == nil {
 		c.prev, c.isBaseline = cnt, true
 	}
 	return c, true
 }
 
-func (c *cgroupCollector) Name() string            { return "cgroup" }
-func (c *cgroupCollector) Interval() time.Duration { return 5 * time.Second }
 func (c *cgroupCollector) Topics() []TopicInfo {
-	return []TopicInfo{{Name: c.topic, Interval: 5 * time.Second,
-		Description: "opsdash's own cgroup (container): CPU quota and usage (cores), throttling, memory limit and usage (bytes)"}}
+	return []TopicInfo{c.declare(c.topic,
+		"opsdash's own cgroup (container): CPU quota and usage (cores), throttling, memory limit and usage (bytes)")}
 }
 
 // Collect reads the limits and the counters, and computes CPU usage from the

@@ -286,15 +286,7 @@ func cgroupFixture(t *testing.T, procCgroup string, mounts []string, files map[s
 	}
 	files["proc/cgroup"] = procCgroup
 	files["proc/mountinfo"] = b.String()
-	for name, content := range files {
-		p := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeTree(t, root, files)
 	return filepath.Join(root, "proc/cgroup"), filepath.Join(root, "proc/mountinfo"), root
 }
 
@@ -311,7 +303,7 @@ func TestCgroupCollectorV2(t *testing.T) {
 		"cg/kubepods/pod1/ctr/memory.current": "104857600\n",
 		"cg/kubepods/pod1/ctr/memory.stat":    "anon 50000000\nfile 54857600\ninactive_file 4857600\nactive_file 50000000\n",
 	})
-	c, ok := newCgroup(Config{HostID: "h"}, pc, mi)
+	c, ok := ownCgroupFrom(pc, mi)
 	if !ok {
 		t.Fatal("a pod with a CPU quota and a memory limit was not detected")
 	}
@@ -381,7 +373,7 @@ func TestCgroupCollectorV1(t *testing.T) {
 		"memory/svc/memory.limit_in_bytes":     "9223372036854771712\n",
 		"unified/cgroup.controllers":           "",
 	})
-	c, ok := newCgroup(Config{HostID: "h"}, pc, mi)
+	c, ok := ownCgroupFrom(pc, mi)
 	if !ok {
 		t.Fatal("a v1 cgroup with a CPU quota was not detected")
 	}
@@ -420,7 +412,7 @@ func TestCgroupAbsentWithoutLimits(t *testing.T) {
 			"memory/memory.limit_in_bytes":                      "9223372036854771712\n",
 			"unified/cpu.stat":                                  "usage_usec 117171713\n",
 		})
-		if c, ok := newCgroup(Config{HostID: "h"}, pc, mi); ok {
+		if c, ok := ownCgroupFrom(pc, mi); ok {
 			t.Errorf("unlimited cgroup detected as limited: %+v", c)
 		}
 	})
@@ -428,12 +420,12 @@ func TestCgroupAbsentWithoutLimits(t *testing.T) {
 		pc, mi, _ := cgroupFixture(t, "0::/\n", []string{"/ cg cgroup2 rw"}, map[string]string{
 			"cg/cpu.stat": "usage_usec 1\n",
 		})
-		if c, ok := newCgroup(Config{HostID: "h"}, pc, mi); ok {
+		if c, ok := ownCgroupFrom(pc, mi); ok {
 			t.Errorf("root cgroup detected as limited: %+v", c)
 		}
 	})
 	t.Run("no /proc/self/cgroup", func(t *testing.T) {
-		if c, ok := newCgroup(Config{HostID: "h"}, filepath.Join(t.TempDir(), "nope"), "/proc/self/mountinfo"); ok {
+		if c, ok := ownCgroupFrom(filepath.Join(t.TempDir(), "nope"), "/proc/self/mountinfo"); ok {
 			t.Errorf("detected without /proc/self/cgroup: %+v", c)
 		}
 	})
@@ -461,4 +453,11 @@ func TestCgroupResolveOnThisMachine(t *testing.T) {
 	if _, err := lay.readCounters(); err != nil {
 		t.Errorf("reading this process's cgroup counters: %v", err)
 	}
+}
+
+// ownCgroupFrom is the catalog's cgroup collector of host "h", reading the
+// given /proc/self/cgroup and mountinfo files.
+func ownCgroupFrom(procCgroupFile, mountinfoFile string) (Collector, bool) {
+	cfg := Config{HostID: "h"}
+	return newCgroup(cfg, lookup("cgroup").spec(cfg), procCgroupFile, mountinfoFile)
 }

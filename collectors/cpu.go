@@ -58,6 +58,7 @@ const cpuMinSpan = 200 * time.Millisecond
 // hot-plugged, or a container's HOST_PROC changed underneath), the run takes
 // a fresh baseline, waits out cpuMinSpan and reads again.
 type cpuCollector struct {
+	spec
 	topic, coresTopic string
 	read              func(ctx context.Context) ([]cpu.TimesStat, error)
 
@@ -75,9 +76,12 @@ type cpuSample struct {
 }
 
 // NewCPU returns the collector of <host>.cpu (overall CPU time shares) and
-// <host>.cpu.cores (per-core usage), every second.
-func NewCPU(cfg Config) Collector {
+// <host>.cpu.cores (per-core usage).
+func NewCPU(cfg Config) Collector { return buildAlways("cpu", cfg) }
+
+func newCPU(cfg Config, s spec) *cpuCollector {
 	c := &cpuCollector{
+		spec:       s,
 		topic:      cfg.HostID + ".cpu",
 		coresTopic: cfg.HostID + ".cpu.cores",
 		read: func(ctx context.Context) ([]cpu.TimesStat, error) {
@@ -90,12 +94,10 @@ func NewCPU(cfg Config) Collector {
 	return c
 }
 
-func (c *cpuCollector) Name() string            { return "cpu" }
-func (c *cpuCollector) Interval() time.Duration { return time.Second }
 func (c *cpuCollector) Topics() []TopicInfo {
 	return []TopicInfo{
-		{Name: c.topic, Interval: time.Second, Description: "CPU time shares of all cores: usage, user, system, iowait, steal, idle (pct)"},
-		{Name: c.coresTopic, Interval: time.Second, Description: "CPU usage per logical core (pct)"},
+		c.declare(c.topic, "CPU time shares of all cores: usage, user, system, iowait, steal, idle (pct)"),
+		c.declare(c.coresTopic, "CPU usage per logical core (pct)"),
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/shirou/gopsutil/v3/disk"
@@ -33,18 +32,9 @@ type DiskIODevice struct {
 	BusyPct float64 `json:"busy_pct"`
 }
 
-const (
-	diskIOName     = "disk.io"
-	diskIOInterval = time.Second
-	// minRateWindow is the shortest interval a rate is computed over: the
-	// first run after start waits for it when the baseline taken at
-	// construction is younger, so that the first values are not noise
-	// over a few milliseconds.
-	minRateWindow = 200 * time.Millisecond
-	// diskListTTL is how long the list of whole disks in /sys/block is
-	// trusted; a hot-plugged disk shows up within it.
-	diskListTTL = 30 * time.Second
-)
+// diskListTTL is how long the list of whole disks in /sys/block is trusted;
+// a hot-plugged disk shows up within it.
+const diskListTTL = 30 * time.Second
 
 // The counters kept per disk, in this order.
 const (
@@ -58,26 +48,20 @@ const (
 
 // diskIOCollector produces <host>.disk.io.
 type diskIOCollector struct {
-	topic    string
-	interval time.Duration
-	paths    hostPaths
+	spec
+	rateTopic[DiskIO]
+	paths hostPaths
 	// ioCounters reads /proc/diskstats (gopsutil, honouring HOST_PROC);
 	// a field so that tests can feed counters that wrap and reset.
 	ioCounters func(ctx context.Context, names ...string) (map[string]disk.IOCountersStat, error)
 
-	mu       sync.Mutex
-	rates    *counterRates[string]
-	lastRead time.Time
-	// youngBaseline is set while the only reading is the one taken at
-	// construction.
-	youngBaseline bool
-	disks         []string // physical whole disks, nil: decide by name
-	disksAt       time.Time
+	// Guarded by rateTopic.mu:
+	disks   []string // physical whole disks, nil: decide by name
+	disksAt time.Time
 }
 
 // NewDiskIO returns the collector of <host>.disk.io: read and write
-// throughput, operations and busy time of each physical whole disk, every
-// second.
+// throughput, operations and busy time of each physical whole disk.
 //
 // Only disks backed by hardware are reported: the entries of
 // $HOST_SYS/block that are not under /sys/devices/virtual. That leaves out
@@ -87,61 +71,25 @@ type diskIOCollector struct {
 // disk (no sysfs), devices are chosen by name instead (wholeDiskByName).
 //
 // A baseline is read here, so the first Collect already reports rates.
-func NewDiskIO(cfg Config) Collector {
-	iv := diskIOInterval // an override comes from Default's WithInterval
+func NewDiskIO(cfg Config) Collector { return buildAlways("disk.io", cfg) }
+
+func newDiskIO(cfg Config, s spec) *diskIOCollector {
 	c := &diskIOCollector{
-		topic:      cfg.HostID + ".disk.io",
-		interval:   iv,
+		spec:       s,
 		paths:      hostPathsFromEnv(),
 		ioCounters: disk.IOCountersWithContext,
-		rates:      newCounterRates[string](),
 	}
-	// Best effort: if this fails, the first Collect takes the baseline.
-	if _, err := c.read(context.Background(), time.Now()); err == nil {
-		c.youngBaseline = true
-	}
+	c.startRates(cfg.HostID+".disk.io", c.sample)
 	return c
 }
 
-func (c *diskIOCollector) Name() string            { return diskIOName }
-func (c *diskIOCollector) Interval() time.Duration { return c.interval }
-
 func (c *diskIOCollector) Topics() []TopicInfo {
-	return []TopicInfo{{
-		Name:        c.topic,
-		Interval:    c.interval,
-		Description: "Read/write throughput (bytes/s, ops/s) and busy time (pct) per physical disk",
-	}}
+	return []TopicInfo{c.declare(c.topic, "Read/write throughput (bytes/s, ops/s) and busy time (pct) per physical disk")}
 }
 
-// Collect reads the disks' counters and reports rates since the previous
-// reading. A disk seen for the first time has no rate yet and appears from
-// the next run on.
-func (c *diskIOCollector) Collect(ctx context.Context) ([]Sample, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.youngBaseline {
-		// The baseline from construction may be only milliseconds
-		// old: give the first rates a meaningful window.
-		if err := awaitRateWindow(ctx, c.lastRead); err != nil {
-			return nil, err
-		}
-		c.youngBaseline = false
-	}
-	now := time.Now()
-	data, err := c.read(ctx, now)
-	if err != nil {
-		return nil, err
-	}
-	if data == nil {
-		return nil, nil // only a baseline so far
-	}
-	return []Sample{{Topic: c.topic, Time: now, Data: *data}}, nil
-}
-
-// read reads the counters at now and returns the rates, or nil when no disk
-// had a baseline yet. c.mu is held (or c is not shared yet).
-func (c *diskIOCollector) read(ctx context.Context, now time.Time) (*DiskIO, error) {
+// sample reads the disks' counters at now and returns the rates of those
+// with an earlier reading (see rateTopic).
+func (c *diskIOCollector) sample(ctx context.Context, now time.Time, rates *counterRates[string]) (DiskIO, error) {
 	if c.disksAt.IsZero() || now.Sub(c.disksAt) > diskListTTL {
 		c.disks = physicalDisks(readBlockDevices(c.paths))
 		c.disksAt = now
@@ -156,11 +104,8 @@ func (c *diskIOCollector) read(ctx context.Context, now time.Time) (*DiskIO, err
 	}
 	counters, err := c.ioCounters(ctx, ask...)
 	if err != nil {
-		return nil, fmt.Errorf("read disk counters: %w", err)
+		return DiskIO{}, fmt.Errorf("read disk counters: %w", err)
 	}
-	hadBaseline := !c.lastRead.IsZero()
-	c.lastRead = now
-
 	data := DiskIO{Devices: make([]DiskIODevice, 0, len(counters))}
 	var cur [dioCounters]uint64
 	var r [dioCounters]float64
@@ -175,7 +120,7 @@ func (c *diskIOCollector) read(ctx context.Context, now time.Time) (*DiskIO, err
 			dioWrites:     s.WriteCount,
 			dioIOTimeMs:   s.IoTime,
 		}
-		if !c.rates.observe(name, now, cur[:], r[:]) {
+		if !rates.observe(name, now, cur[:], r[:]) {
 			continue
 		}
 		data.Devices = append(data.Devices, DiskIODevice{
@@ -188,12 +133,8 @@ func (c *diskIOCollector) read(ctx context.Context, now time.Time) (*DiskIO, err
 			BusyPct: round2dp(clampPct(r[dioIOTimeMs] / 10)),
 		})
 	}
-	c.rates.endRound()
-	if !hadBaseline {
-		return nil, nil
-	}
 	slices.SortFunc(data.Devices, func(a, b DiskIODevice) int { return strings.Compare(a.Device, b.Device) })
-	return &data, nil
+	return data, nil
 }
 
 // blockDevice is an entry of /sys/block, i.e. a whole disk (partitions live

@@ -56,8 +56,6 @@ type UnresponsiveMount struct {
 }
 
 const (
-	diskUsageName     = "disk.usage"
-	diskUsageInterval = 10 * time.Second
 	// remoteStatfsTimeout bounds a statfs of a network or FUSE filesystem.
 	remoteStatfsTimeout = 2 * time.Second
 )
@@ -68,8 +66,8 @@ var errStatfsBlocked = errors.New("statfs from an earlier run has not returned")
 
 // diskUsageCollector produces <host>.disk.usage.
 type diskUsageCollector struct {
+	spec
 	topic    string
-	interval time.Duration
 	hostRoot string
 	log      *slog.Logger
 
@@ -88,7 +86,7 @@ type diskUsageCollector struct {
 }
 
 // NewDiskUsage returns the collector of <host>.disk.usage: size, use and
-// inodes of every real mounted filesystem, every 10 s.
+// inodes of every real mounted filesystem.
 //
 // The mount table is the host's when HOST_PROC points at the host's /proc
 // (gopsutil reads $HOST_PROC/1/mountinfo), and each mount point is statfs'd
@@ -96,15 +94,16 @@ type diskUsageCollector struct {
 // mounts are left out (see selectMounts). Network and FUSE filesystems are
 // statfs'd with a 2 s limit so that a dead server cannot stall the others;
 // one that does not answer is listed as unresponsive.
-func NewDiskUsage(cfg Config) Collector {
-	iv := diskUsageInterval // an override comes from Default's WithInterval
+func NewDiskUsage(cfg Config) Collector { return buildAlways("disk.usage", cfg) }
+
+func newDiskUsage(cfg Config, s spec) *diskUsageCollector {
 	if cfg.HostRoot != "" && !hostPathsFromEnv().procFromEnv {
 		cfg.logger().Warn("disk.usage: HOST_ROOT is set but HOST_PROC is not: the mount table read is this process's own, not the host's; set HOST_PROC to the host's /proc too",
 			"host_root", cfg.HostRoot)
 	}
 	return &diskUsageCollector{
+		spec:     s,
 		topic:    cfg.HostID + ".disk.usage",
-		interval: iv,
 		hostRoot: cfg.HostRoot,
 		log:      cfg.logger(),
 		partitions: func(ctx context.Context) ([]disk.PartitionStat, error) {
@@ -117,15 +116,8 @@ func NewDiskUsage(cfg Config) Collector {
 	}
 }
 
-func (c *diskUsageCollector) Name() string            { return diskUsageName }
-func (c *diskUsageCollector) Interval() time.Duration { return c.interval }
-
 func (c *diskUsageCollector) Topics() []TopicInfo {
-	return []TopicInfo{{
-		Name:        c.topic,
-		Interval:    c.interval,
-		Description: "Space and inodes per mounted filesystem (bytes, pct); pseudo and bind mounts left out",
-	}}
+	return []TopicInfo{c.declare(c.topic, "Space and inodes per mounted filesystem (bytes, pct); pseudo and bind mounts left out")}
 }
 
 // Collect statfs's every selected mount.

@@ -17,10 +17,6 @@ import (
 )
 
 func TestSelectMounts(t *testing.T) {
-	m := func(device, mountpoint, fsType string) mountEntry {
-		return mountEntry{device: device, mountpoint: mountpoint, fsType: fsType}
-	}
-	bind := func(e mountEntry) mountEntry { e.bind = true; return e }
 	mounts := func(es []mountEntry) []string {
 		var s []string
 		for _, e := range es {
@@ -35,124 +31,124 @@ func TestSelectMounts(t *testing.T) {
 	}{
 		{
 			name: "this firecracker VM",
-			in: []mountEntry{
-				m("proc", "/proc", "proc"),
-				m("sysfs", "/sys", "sysfs"),
-				m("devtmpfs", "/dev", "devtmpfs"),
-				m("tmpfs", "/dev/shm", "tmpfs"),
-				m("devpts", "/dev/pts", "devpts"),
-				m("/dev/vda", "/", "ext4"),
-				m("model_tools_unavailable", "/mnt/sandboxing/x", "tmpfs"),
-				m("tmpfs", "/sys/fs/cgroup", "tmpfs"),
-				m("cgroup", "/sys/fs/cgroup/cpu", "cgroup"),
-				m("cgroup2", "/sys/fs/cgroup/unified", "cgroup2"),
-			},
+			in: mountTable(`
+				proc /proc proc
+				sysfs /sys sysfs
+				devtmpfs /dev devtmpfs
+				tmpfs /dev/shm tmpfs
+				devpts /dev/pts devpts
+				/dev/vda / ext4
+				model_tools_unavailable /mnt/sandboxing/x tmpfs
+				tmpfs /sys/fs/cgroup tmpfs
+				cgroup /sys/fs/cgroup/cpu cgroup
+				cgroup2 /sys/fs/cgroup/unified cgroup2
+			`),
 			want: []string{"/=/dev/vda"},
 		},
 		{
 			name: "desktop with separate home, boot, efi, snaps and a tmpfs /tmp",
-			in: []mountEntry{
-				m("/dev/nvme0n1p2", "/", "ext4"),
-				m("/dev/nvme0n1p1", "/boot/efi", "vfat"),
-				m("/dev/nvme0n1p3", "/home", "xfs"),
-				m("tmpfs", "/run", "tmpfs"),
-				m("tmpfs", "/run/user/1000", "tmpfs"),
-				m("tmpfs", "/tmp", "tmpfs"),
-				m("/dev/loop3", "/snap/core22/1380", "squashfs"),
-				m("gvfsd-fuse", "/run/user/1000/gvfs", "fuse.gvfsd-fuse"),
-				m("systemd-1", "/proc/sys/fs/binfmt_misc", "autofs"),
-				m("hugetlbfs", "/dev/hugepages", "hugetlbfs"),
-			},
+			in: mountTable(`
+				/dev/nvme0n1p2 / ext4
+				/dev/nvme0n1p1 /boot/efi vfat
+				/dev/nvme0n1p3 /home xfs
+				tmpfs /run tmpfs
+				tmpfs /run/user/1000 tmpfs
+				tmpfs /tmp tmpfs
+				/dev/loop3 /snap/core22/1380 squashfs
+				gvfsd-fuse /run/user/1000/gvfs fuse.gvfsd-fuse
+				systemd-1 /proc/sys/fs/binfmt_misc autofs
+				hugetlbfs /dev/hugepages hugetlbfs
+			`),
 			want: []string{"/=/dev/nvme0n1p2", "/boot/efi=/dev/nvme0n1p1", "/home=/dev/nvme0n1p3", "/tmp=tmpfs"},
 		},
 		{
 			name: "bind mounts of one device keep the real mount",
-			in: []mountEntry{
-				m("/dev/sdb1", "/data", "ext4"),
-				bind(m("/dev/sdb1", "/srv/www", "ext4")),
-				bind(m("/dev/sdb1", "/a", "ext4")), // shorter, but a bind mount
-			},
+			in: mountTable(`
+				/dev/sdb1 /data ext4
+				/dev/sdb1 /srv/www ext4 bind
+				/dev/sdb1 /a ext4 bind  # shorter, but a bind mount
+			`),
 			want: []string{"/data=/dev/sdb1"},
 		},
 		{
 			name: "bind mount listed before the real one",
-			in: []mountEntry{
-				bind(m("/dev/sdb1", "/srv", "ext4")),
-				m("/dev/sdb1", "/data/volume", "ext4"),
-			},
+			in: mountTable(`
+				/dev/sdb1 /srv ext4 bind
+				/dev/sdb1 /data/volume ext4
+			`),
 			want: []string{"/data/volume=/dev/sdb1"},
 		},
 		{
 			name: "btrfs subvolumes share a device: the shortest mount point stays",
-			in: []mountEntry{
-				bind(m("/dev/sda2", "/", "btrfs")),
-				bind(m("/dev/sda2", "/home", "btrfs")),
-				bind(m("/dev/sda2", "/var/log", "btrfs")),
-			},
+			in: mountTable(`
+				/dev/sda2 / btrfs bind
+				/dev/sda2 /home btrfs bind
+				/dev/sda2 /var/log btrfs bind
+			`),
 			want: []string{"/=/dev/sda2"},
 		},
 		{
 			name: "over-mounted mount point: the last mount is the visible one",
-			in: []mountEntry{
-				m("/dev/sdc1", "/mnt/backup", "ext4"),
-				m("nas:/backup", "/mnt/backup", "nfs4"),
-			},
+			in: mountTable(`
+				/dev/sdc1 /mnt/backup ext4
+				nas:/backup /mnt/backup nfs4
+			`),
 			want: []string{"/mnt/backup=nas:/backup"},
 		},
 		{
 			name: "docker and kubernetes node: layers, netns, secrets and a PV mounted twice",
-			in: []mountEntry{
-				m("/dev/sda1", "/", "ext4"),
-				m("overlay", "/var/lib/docker/overlay2/abc/merged", "overlay"),
-				m("overlay", "/run/containerd/io.containerd.runtime.v2.task/k8s.io/abc/rootfs", "overlay"),
-				m("nsfs", "/run/docker/netns/abc", "nsfs"),
-				m("shm", "/var/lib/docker/containers/abc/mounts/shm", "tmpfs"),
-				m("tmpfs", "/var/lib/kubelet/pods/uid/volumes/kubernetes.io~secret/token", "tmpfs"),
-				m("/dev/sdd", "/var/lib/kubelet/plugins/kubernetes.io/csi/pv/globalmount", "ext4"),
-				m("/dev/sdd", "/var/lib/kubelet/pods/uid/volumes/kubernetes.io~csi/pvc-1/mount", "ext4"),
-				m("/dev/mapper/thin-1", "/var/lib/docker/devicemapper/mnt/abc", "xfs"),
-				m("lxcfs", "/var/lib/lxcfs", "fuse.lxcfs"),
-			},
+			in: mountTable(`
+				/dev/sda1 / ext4
+				overlay /var/lib/docker/overlay2/abc/merged overlay
+				overlay /run/containerd/io.containerd.runtime.v2.task/k8s.io/abc/rootfs overlay
+				nsfs /run/docker/netns/abc nsfs
+				shm /var/lib/docker/containers/abc/mounts/shm tmpfs
+				tmpfs /var/lib/kubelet/pods/uid/volumes/kubernetes.io~secret/token tmpfs
+				/dev/sdd /var/lib/kubelet/plugins/kubernetes.io/csi/pv/globalmount ext4
+				/dev/sdd /var/lib/kubelet/pods/uid/volumes/kubernetes.io~csi/pvc-1/mount ext4
+				/dev/mapper/thin-1 /var/lib/docker/devicemapper/mnt/abc xfs
+				lxcfs /var/lib/lxcfs fuse.lxcfs
+			`),
 			want: []string{"/=/dev/sda1", "/var/lib/kubelet/plugins/kubernetes.io/csi/pv/globalmount=/dev/sdd"},
 		},
 		{
 			name: "inside a container without a host root: overlay root and the host disk behind /etc/hosts",
-			in: []mountEntry{
-				m("overlay", "/", "overlay"),
-				m("proc", "/proc", "proc"),
-				m("/dev/sda1", "/etc/resolv.conf", "ext4"),
-				m("/dev/sda1", "/etc/hostname", "ext4"),
-				m("/dev/sda1", "/etc/hosts", "ext4"),
-			},
+			in: mountTable(`
+				overlay / overlay
+				proc /proc proc
+				/dev/sda1 /etc/resolv.conf ext4
+				/dev/sda1 /etc/hostname ext4
+				/dev/sda1 /etc/hosts ext4
+			`),
 			want: []string{"/=overlay", "/etc/hosts=/dev/sda1"},
 		},
 		{
 			name: "network filesystems are kept, each export once",
-			in: []mountEntry{
-				m("/dev/vda1", "/", "xfs"),
-				m("nas:/home", "/home", "nfs4"),
-				m("nas:/scratch", "/scratch", "nfs"),
-				m("//fs/share", "/mnt/share", "cifs"),
-				m("user@host:", "/mnt/remote", "fuse.sshfs"),
-			},
+			in: mountTable(`
+				/dev/vda1 / xfs
+				nas:/home /home nfs4
+				nas:/scratch /scratch nfs
+				//fs/share /mnt/share cifs
+				user@host: /mnt/remote fuse.sshfs
+			`),
 			want: []string{"/=/dev/vda1", "/home=nas:/home", "/mnt/remote=user@host:", "/mnt/share=//fs/share", "/scratch=nas:/scratch"},
 		},
 		{
 			name: "sources that name no device are never merged",
-			in: []mountEntry{
-				m("none", "/a", "vboxsf"),
-				m("none", "/b", "vboxsf"),
-				m("", "/c", "zfs"),
-			},
+			in: mountTable(`
+				none /a vboxsf
+				none /b vboxsf
+				- /c zfs
+			`),
 			want: []string{"/a=none", "/b=none", "/c="},
 		},
 		{
 			name: "prefix match is per path element",
-			in: []mountEntry{
-				m("/dev/sde1", "/devdata", "ext4"),
-				m("/dev/sde2", "/system", "ext4"),
-				m("/dev/sde3", "/sys/kernel/foo", "ext4"),
-			},
+			in: mountTable(`
+				/dev/sde1 /devdata ext4
+				/dev/sde2 /system ext4
+				/dev/sde3 /sys/kernel/foo ext4
+			`),
 			want: []string{"/devdata=/dev/sde1", "/system=/dev/sde2"},
 		},
 		{name: "empty table", in: nil, want: nil},
@@ -397,4 +393,24 @@ func TestDiskUsageFailsWhenNothingCanBeRead(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not-mounted") {
 		t.Fatalf("Collect with a wrong host root = %v, want an error naming the path", err)
 	}
+}
+
+// mountTable reads test mount tables written one mount a line: device,
+// mount point, filesystem type and "bind" for a bind mount; "-" is an empty
+// device and "#" starts a comment.
+func mountTable(text string) []mountEntry {
+	var es []mountEntry
+	for _, line := range strings.Split(text, "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		e := mountEntry{device: f[0], mountpoint: f[1], fsType: f[2], bind: len(f) > 3 && f[3] == "bind"}
+		if e.device == "-" {
+			e.device = ""
+		}
+		es = append(es, e)
+	}
+	return es
 }

@@ -45,6 +45,7 @@ const platformTTL = time.Hour
 
 // hostCollector produces <host>.host.
 type hostCollector struct {
+	spec
 	topic string
 
 	mu                        sync.Mutex
@@ -52,16 +53,16 @@ type hostCollector struct {
 	platformAt                time.Time
 }
 
-// NewHost returns the collector of <host>.host, every 60 seconds.
-func NewHost(cfg Config) Collector {
-	return &hostCollector{topic: cfg.HostID + ".host"}
+// NewHost returns the collector of <host>.host.
+func NewHost(cfg Config) Collector { return buildAlways("host", cfg) }
+
+func newHost(cfg Config, s spec) *hostCollector {
+	return &hostCollector{spec: s, topic: cfg.HostID + ".host"}
 }
 
-func (c *hostCollector) Name() string            { return "host" }
-func (c *hostCollector) Interval() time.Duration { return time.Minute }
 func (c *hostCollector) Topics() []TopicInfo {
-	return []TopicInfo{{Name: c.topic, Interval: time.Minute,
-		Description: "Host facts: hostname, OS, platform, kernel, arch, uptime, boot time, virtualization, CPU model and count"}}
+	return []TopicInfo{c.declare(c.topic,
+		"Host facts: hostname, OS, platform, kernel, arch, uptime, boot time, virtualization, CPU model and count")}
 }
 
 // Collect gathers the host facts. It calls gopsutil's parts one by one

@@ -32,6 +32,7 @@ const loadCoresTTL = time.Minute
 // loadCollector produces <host>.load from /proc/loadavg (gopsutil, HOST_PROC
 // honoured; the load average is host-wide even inside a container).
 type loadCollector struct {
+	spec
 	topic string
 
 	mu      sync.Mutex
@@ -39,16 +40,15 @@ type loadCollector struct {
 	coresAt time.Time
 }
 
-// NewLoad returns the collector of <host>.load, every second.
-func NewLoad(cfg Config) Collector {
-	return &loadCollector{topic: cfg.HostID + ".load"}
+// NewLoad returns the collector of <host>.load.
+func NewLoad(cfg Config) Collector { return buildAlways("load", cfg) }
+
+func newLoad(cfg Config, s spec) *loadCollector {
+	return &loadCollector{spec: s, topic: cfg.HostID + ".load"}
 }
 
-func (c *loadCollector) Name() string            { return "load" }
-func (c *loadCollector) Interval() time.Duration { return time.Second }
 func (c *loadCollector) Topics() []TopicInfo {
-	return []TopicInfo{{Name: c.topic, Interval: time.Second,
-		Description: "Load average over 1, 5, 15 min, also per logical core"}}
+	return []TopicInfo{c.declare(c.topic, "Load average over 1, 5, 15 min, also per logical core")}
 }
 
 // Collect reads the load averages.

@@ -38,20 +38,21 @@ type SwapData struct {
 // memCollector produces <host>.mem and <host>.swap from one read of
 // /proc/meminfo (gopsutil, HOST_PROC honoured).
 type memCollector struct {
+	spec
 	topic, swapTopic string
 }
 
-// NewMem returns the collector of <host>.mem and <host>.swap, every second.
-func NewMem(cfg Config) Collector {
-	return &memCollector{topic: cfg.HostID + ".mem", swapTopic: cfg.HostID + ".swap"}
+// NewMem returns the collector of <host>.mem and <host>.swap.
+func NewMem(cfg Config) Collector { return buildAlways("mem", cfg) }
+
+func newMem(cfg Config, s spec) *memCollector {
+	return &memCollector{spec: s, topic: cfg.HostID + ".mem", swapTopic: cfg.HostID + ".swap"}
 }
 
-func (c *memCollector) Name() string            { return "mem" }
-func (c *memCollector) Interval() time.Duration { return time.Second }
 func (c *memCollector) Topics() []TopicInfo {
 	return []TopicInfo{
-		{Name: c.topic, Interval: time.Second, Description: "Memory: total, used, available, cached, buffers, free (bytes), used (pct)"},
-		{Name: c.swapTopic, Interval: time.Second, Description: "Swap: total, used, free (bytes), used (pct); zeros without swap"},
+		c.declare(c.topic, "Memory: total, used, available, cached, buffers, free (bytes), used (pct)"),
+		c.declare(c.swapTopic, "Swap: total, used, free (bytes), used (pct); zeros without swap"),
 	}
 }
 

@@ -32,45 +32,34 @@ type NetConns struct {
 	Total int `json:"total"`
 }
 
-const (
-	netConnsName     = "net.conns"
-	netConnsInterval = 5 * time.Second
-)
-
 // netConnsCollector produces <host>.net.conns.
 type netConnsCollector struct {
-	topic    string
-	interval time.Duration
-	dir      string // the /proc/net directory to read tcp and tcp6 from
+	spec
+	topic string
+	dir   string // the /proc/net directory to read tcp and tcp6 from
 
 	mu  sync.Mutex
 	buf *bufio.Reader // reused: a busy server's tcp table is megabytes
 }
 
 // NewNetConns returns the collector of <host>.net.conns: TCP sockets by
-// state, every 5 s, counted from the st column of /proc/net/tcp and tcp6 (of
+// state, counted from the st column of /proc/net/tcp and tcp6 (of
 // the host's network namespace when HOST_PROC is set, see
 // hostPaths.procNetDir). This costs one read of those tables, not a walk of
 // every process's file descriptors.
-func NewNetConns(cfg Config) Collector {
-	iv := netConnsInterval // an override comes from Default's WithInterval
+func NewNetConns(cfg Config) Collector { return buildAlways("net.conns", cfg) }
+
+func newNetConns(cfg Config, s spec) *netConnsCollector {
 	return &netConnsCollector{
-		topic:    cfg.HostID + ".net.conns",
-		interval: iv,
-		dir:      hostPathsFromEnv().procNetDir(),
-		buf:      bufio.NewReaderSize(nil, 64<<10),
+		spec:  s,
+		topic: cfg.HostID + ".net.conns",
+		dir:   hostPathsFromEnv().procNetDir(),
+		buf:   bufio.NewReaderSize(nil, 64<<10),
 	}
 }
 
-func (c *netConnsCollector) Name() string            { return netConnsName }
-func (c *netConnsCollector) Interval() time.Duration { return c.interval }
-
 func (c *netConnsCollector) Topics() []TopicInfo {
-	return []TopicInfo{{
-		Name:        c.topic,
-		Interval:    c.interval,
-		Description: "TCP sockets (IPv4 and IPv6) by state: established, time_wait, listen, ...",
-	}}
+	return []TopicInfo{c.declare(c.topic, "TCP sockets (IPv4 and IPv6) by state: established, time_wait, listen, ...")}
 }
 
 // Collect counts the sockets of tcp and tcp6. A missing tcp6 (IPv6 disabled)

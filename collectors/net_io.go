@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/shirou/gopsutil/v3/net"
@@ -40,11 +39,6 @@ type NetInterface struct {
 	TxDropsTotal  uint64  `json:"tx_drops_total"`
 }
 
-const (
-	netIOName     = "net.io"
-	netIOInterval = time.Second
-)
-
 // The counters kept per interface, in this order.
 const (
 	nioRxBytes = iota
@@ -60,23 +54,17 @@ const (
 
 // netIOCollector produces <host>.net.io.
 type netIOCollector struct {
-	topic    string
-	interval time.Duration
-	include  []string
+	spec
+	rateTopic[NetIO]
+	include []string
 	// counters reads the interfaces' counters; physical tells whether an
 	// interface has hardware behind it (nil: unknown). Fields so that tests
 	// can stand in for a Kubernetes node.
 	counters func(ctx context.Context) ([]net.IOCountersStat, error)
 	physical func(name string) (physical, known bool)
 
-	mu       sync.Mutex
-	rates    *counterRates[string]
-	lastRead time.Time
-	// youngBaseline is set while the only reading is the one taken at
-	// construction.
-	youngBaseline bool
 	// ifaces caches, per interface name, what sysfs said about it; names
-	// that vanish are dropped each run.
+	// that vanish are dropped each run. Guarded by rateTopic.mu.
 	ifaces map[string]ifaceKind
 }
 
@@ -84,7 +72,7 @@ type netIOCollector struct {
 type ifaceKind struct{ physical, known bool }
 
 // NewNetIO returns the collector of <host>.net.io: bytes, packets, errors
-// and drops per network interface, every second.
+// and drops per network interface.
 //
 // By default only interfaces with hardware behind them are reported (those
 // with a $HOST_SYS/class/net/<if>/device link): traffic is counted where it
@@ -96,8 +84,9 @@ type ifaceKind struct{ physical, known bool }
 // Counters are read from $HOST_PROC/1/net/dev when HOST_PROC is set (the
 // host's network namespace, see hostPaths.procNetDir), else /proc/net/dev.
 // A baseline is read here, so the first Collect already reports rates.
-func NewNetIO(cfg Config) Collector {
-	iv := netIOInterval // an override comes from Default's WithInterval
+func NewNetIO(cfg Config) Collector { return buildAlways("net.io", cfg) }
+
+func newNetIO(cfg Config, s spec) *netIOCollector {
 	for _, p := range cfg.NetInclude {
 		if _, err := path.Match(p, ""); err != nil {
 			cfg.logger().Warn("net.io: ignoring malformed interface pattern", "pattern", p, "err", err)
@@ -106,9 +95,8 @@ func NewNetIO(cfg Config) Collector {
 	paths := hostPathsFromEnv()
 	devFile := filepath.Join(paths.procNetDir(), "dev")
 	c := &netIOCollector{
-		topic:    cfg.HostID + ".net.io",
-		interval: iv,
-		include:  slices.Clone(cfg.NetInclude),
+		spec:    s,
+		include: slices.Clone(cfg.NetInclude),
 		counters: func(ctx context.Context) ([]net.IOCountersStat, error) {
 			return net.IOCountersByFileWithContext(ctx, true, devFile)
 		},
@@ -124,59 +112,23 @@ func NewNetIO(cfg Config) Collector {
 			}
 			return false, true
 		},
-		rates:  newCounterRates[string](),
 		ifaces: make(map[string]ifaceKind),
 	}
-	// Best effort: if this fails, the first Collect takes the baseline.
-	if _, err := c.read(context.Background(), time.Now()); err == nil {
-		c.youngBaseline = true
-	}
+	c.startRates(cfg.HostID+".net.io", c.sample)
 	return c
 }
 
-func (c *netIOCollector) Name() string            { return netIOName }
-func (c *netIOCollector) Interval() time.Duration { return c.interval }
-
 func (c *netIOCollector) Topics() []TopicInfo {
-	return []TopicInfo{{
-		Name:        c.topic,
-		Interval:    c.interval,
-		Description: "Traffic per physical network interface: bytes/s, packets/s, errors and drops",
-	}}
+	return []TopicInfo{c.declare(c.topic, "Traffic per physical network interface: bytes/s, packets/s, errors and drops")}
 }
 
-// Collect reads the counters and reports rates since the previous reading.
-// An interface seen for the first time appears from the next run on.
-func (c *netIOCollector) Collect(ctx context.Context) ([]Sample, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.youngBaseline {
-		// The baseline from construction may be only milliseconds
-		// old: give the first rates a meaningful window.
-		if err := awaitRateWindow(ctx, c.lastRead); err != nil {
-			return nil, err
-		}
-		c.youngBaseline = false
-	}
-	now := time.Now()
-	data, err := c.read(ctx, now)
-	if err != nil {
-		return nil, err
-	}
-	if data == nil {
-		return nil, nil // only a baseline so far
-	}
-	return []Sample{{Topic: c.topic, Time: now, Data: *data}}, nil
-}
-
-// read reads the counters at now; nil data when there was no baseline yet.
-func (c *netIOCollector) read(ctx context.Context, now time.Time) (*NetIO, error) {
+// sample reads the interfaces' counters at now and returns the rates of
+// those with an earlier reading (see rateTopic).
+func (c *netIOCollector) sample(ctx context.Context, now time.Time, rates *counterRates[string]) (NetIO, error) {
 	stats, err := c.counters(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read interface counters: %w", err)
+		return NetIO{}, fmt.Errorf("read interface counters: %w", err)
 	}
-	hadBaseline := !c.lastRead.IsZero()
-	c.lastRead = now
 
 	// Learn about new interfaces, forget vanished ones. sysfs is only
 	// asked about a name the first time it is seen, so a node with
@@ -216,7 +168,7 @@ func (c *netIOCollector) read(ctx context.Context, now time.Time) (*NetIO, error
 			nioRxDrops:   s.Dropin,
 			nioTxDrops:   s.Dropout,
 		}
-		if !c.rates.observe(s.Name, now, cur[:], r[:]) {
+		if !rates.observe(s.Name, now, cur[:], r[:]) {
 			continue
 		}
 		data.Interfaces = append(data.Interfaces, NetInterface{
@@ -235,12 +187,8 @@ func (c *netIOCollector) read(ctx context.Context, now time.Time) (*NetIO, error
 			TxDropsTotal:  s.Dropout,
 		})
 	}
-	c.rates.endRound()
-	if !hadBaseline {
-		return nil, nil
-	}
 	slices.SortFunc(data.Interfaces, func(a, b NetInterface) int { return strings.Compare(a.Interface, b.Interface) })
-	return &data, nil
+	return data, nil
 }
 
 // virtualIfacePatterns name interfaces that carry no traffic of their own

@@ -3,6 +3,7 @@ package collectors
 import (
 	"context"
 	"math"
+	"sync"
 	"time"
 )
 
@@ -154,13 +155,82 @@ func clampPct(x float64) float64 {
 	return x
 }
 
-// awaitRateWindow waits until at least minRateWindow has passed since the
-// baseline was read at since, so that a first rate is not computed over a
-// few milliseconds (where one packet looks like a flood). It returns early
-// with ctx's error.
-func awaitRateWindow(ctx context.Context, since time.Time) error {
-	if wait := minRateWindow - time.Since(since); wait > 0 {
-		return sleepOrDone(ctx, wait)
+// minRateWindow is the shortest interval a rate is computed over: the first
+// run after start waits for it when the baseline taken at construction is
+// younger, so that the first values are not noise over a few milliseconds
+// (where one packet looks like a flood).
+const minRateWindow = 200 * time.Millisecond
+
+// rateTopic is what the collectors of one topic of counter rates (disk.io,
+// net.io) share: the previous reading of each device's counters, a baseline
+// read at construction so that the first run already has rates, a wait on
+// that first run while the baseline is younger than minRateWindow, and no
+// sample until a reading has one before it. Embedded, it is the collector's
+// Collect.
+type rateTopic[T any] struct {
+	topic string
+	// sample reads the counters at now, passes each device's through
+	// rates.observe and returns the payload of the devices that had a
+	// rate. It runs with mu held, so the collector's own caches may rely
+	// on it.
+	sample func(ctx context.Context, now time.Time, rates *counterRates[string]) (T, error)
+
+	mu       sync.Mutex
+	rates    *counterRates[string]
+	lastRead time.Time
+	// youngBaseline is set while the only reading is the one taken at
+	// construction.
+	youngBaseline bool
+}
+
+// startRates sets up t for topic and reads the baseline. Best effort: if the
+// read fails, the first Collect takes the baseline instead.
+func (t *rateTopic[T]) startRates(topic string, sample func(context.Context, time.Time, *counterRates[string]) (T, error)) {
+	t.topic, t.sample, t.rates = topic, sample, newCounterRates[string]()
+	if _, err := t.read(context.Background(), time.Now()); err == nil {
+		t.youngBaseline = true
 	}
-	return nil
+}
+
+// Collect reads the counters and reports rates since the previous reading.
+// A device seen for the first time has no rate yet and appears from the
+// next run on.
+func (t *rateTopic[T]) Collect(ctx context.Context) ([]Sample, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.youngBaseline {
+		// The baseline from construction may be only milliseconds
+		// old: give the first rates a meaningful window.
+		if wait := minRateWindow - time.Since(t.lastRead); wait > 0 {
+			if err := sleepOrDone(ctx, wait); err != nil {
+				return nil, err
+			}
+		}
+		t.youngBaseline = false
+	}
+	now := time.Now()
+	data, err := t.read(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	if data == nil {
+		return nil, nil // only a baseline so far
+	}
+	return []Sample{{Topic: t.topic, Time: now, Data: *data}}, nil
+}
+
+// read reads the counters at now and returns the rates, or nil when there
+// was no earlier reading. t.mu is held (or t is not shared yet).
+func (t *rateTopic[T]) read(ctx context.Context, now time.Time) (*T, error) {
+	data, err := t.sample(ctx, now, t.rates)
+	if err != nil {
+		return nil, err
+	}
+	t.rates.endRound()
+	hadBaseline := !t.lastRead.IsZero()
+	t.lastRead = now
+	if !hadBaseline {
+		return nil, nil
+	}
+	return &data, nil
 }

@@ -31,17 +31,20 @@ type TempSensor struct {
 // sensorsCollector produces <host>.sensors.temp from hwmon, or thermal zones
 // where there is no hwmon (gopsutil, HOST_SYS honoured).
 type sensorsCollector struct {
+	spec
 	topic string
 	read  func(ctx context.Context) ([]host.TemperatureStat, error)
 }
 
-// NewSensors returns the collector of <host>.sensors.temp, every 5 seconds,
-// and true, when the host exposes at least one temperature; otherwise nil
-// and false, and the topic does not exist (virtual machines and most
-// containers without /sys of the host have no sensors). The probe is one
-// read of the sensors at construction.
-func NewSensors(cfg Config) (Collector, bool) {
-	c := &sensorsCollector{topic: cfg.HostID + ".sensors.temp", read: host.SensorsTemperaturesWithContext}
+// NewSensors returns the collector of <host>.sensors.temp and true, when
+// the host exposes at least one temperature; otherwise nil and false, and
+// the topic does not exist (virtual machines and most containers without
+// /sys of the host have no sensors). The probe is one read of the sensors
+// at construction.
+func NewSensors(cfg Config) (Collector, bool) { return build("sensors", cfg) }
+
+func newSensors(cfg Config, s spec) (Collector, bool) {
+	c := &sensorsCollector{spec: s, topic: cfg.HostID + ".sensors.temp", read: host.SensorsTemperaturesWithContext}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	temps, _ := c.read(ctx) // partial results count: see Collect
@@ -51,11 +54,8 @@ func NewSensors(cfg Config) (Collector, bool) {
 	return c, true
 }
 
-func (c *sensorsCollector) Name() string            { return "sensors" }
-func (c *sensorsCollector) Interval() time.Duration { return 5 * time.Second }
 func (c *sensorsCollector) Topics() []TopicInfo {
-	return []TopicInfo{{Name: c.topic, Interval: 5 * time.Second,
-		Description: "Temperature sensors (°C) with high and critical thresholds where known"}}
+	return []TopicInfo{c.declare(c.topic, "Temperature sensors (°C) with high and critical thresholds where known")}
 }
 
 // Collect reads every sensor. gopsutil reports sensors it could not read

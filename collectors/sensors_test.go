@@ -9,20 +9,6 @@ import (
 	"github.com/opsdash/opsdash/collectors"
 )
 
-// writeCoreFiles writes files (path relative to root -> content).
-func writeCoreFiles(t *testing.T, root string, files map[string]string) {
-	t.Helper()
-	for name, content := range files {
-		p := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 func TestSensorsAbsentWithoutTemperatures(t *testing.T) {
 	t.Setenv("HOST_SYS", t.TempDir()) // a /sys with neither hwmon nor thermal zones, like this VM's
 	c, ok := collectors.NewSensors(collectors.Config{HostID: "h"})
@@ -33,7 +19,7 @@ func TestSensorsAbsentWithoutTemperatures(t *testing.T) {
 
 func TestSensorsFromHwmon(t *testing.T) {
 	sys := t.TempDir()
-	writeCoreFiles(t, sys, map[string]string{
+	collectors.WriteTree(t, sys, map[string]string{
 		"class/hwmon/hwmon0/name":        "coretemp\n",
 		"class/hwmon/hwmon0/temp1_input": "45000\n",
 		"class/hwmon/hwmon0/temp1_label": "Core 0\n",

@@ -13,7 +13,7 @@ import (
 // collector the default set can contain.
 func TestNamesCoverDefaultSet(t *testing.T) {
 	for _, c := range collectors.Default(collectors.Config{HostID: "h"}) {
-		if !slices.Contains(collectors.Names, c.Name()) {
+		if !slices.Contains(collectors.Names(), c.Name()) {
 			t.Errorf("collector %q missing from collectors.Names", c.Name())
 		}
 	}
@@ -37,7 +37,7 @@ func TestCheckIntervals(t *testing.T) {
 	}
 }
 
-func TestWithIntervalOverridesTopics(t *testing.T) {
+func TestIntervalOverrideAppliesToTopics(t *testing.T) {
 	for _, c := range collectors.Default(collectors.Config{HostID: "h", Intervals: map[string]time.Duration{"mem": 3 * time.Second}}) {
 		if c.Name() != "mem" {
 			continue
