@@ -12,24 +12,7 @@ import (
 )
 
 // msg is any server frame, decoded.
-type msg struct {
-	Type        string          `json:"type"`
-	ID          string          `json:"id"`
-	Topic       string          `json:"topic"`
-	Seq         uint64          `json:"seq"`
-	TS          int64           `json:"ts"`
-	Data        json.RawMessage `json:"data"`
-	Topics      json.RawMessage `json:"topics"`
-	Code        string          `json:"code"`
-	Message     string          `json:"message"`
-	Status      string          `json:"status"`
-	Error       string          `json:"error"`
-	Protocol    int             `json:"protocol"`
-	Session     string          `json:"session"`
-	Instance    string          `json:"instance"`
-	Host        string          `json:"host"`
-	HeartbeatMS int64           `json:"heartbeat_ms"`
-}
+type msg = stream.ServerMessage
 
 // fakeConn is a stream.Conn that records what the session writes. With a
 // gate it blocks in WriteFrames until the test opens the gate (a reader that

@@ -220,3 +220,26 @@ func appendUpdate(dst []byte, topic string, seq uint64, tsMS int64, data []byte)
 	dst = append(dst, data...)
 	return append(dst, '}')
 }
+
+// ServerMessage is any frame the server sends, decoded loosely into one
+// struct: the fields a frame's type does not carry stay zero. It is what a
+// client of protocol v1 reads (opsdash watch, the tests); the server itself
+// encodes each frame by hand, once per publish.
+type ServerMessage struct {
+	Type        string          `json:"type"`
+	ID          string          `json:"id"`
+	Protocol    int             `json:"protocol"`
+	Session     string          `json:"session"`
+	Instance    string          `json:"instance"`
+	Host        string          `json:"host"`
+	HeartbeatMS int64           `json:"heartbeat_ms"`
+	Topic       string          `json:"topic"`
+	Seq         uint64          `json:"seq"`
+	TS          int64           `json:"ts"`
+	Data        json.RawMessage `json:"data"`
+	Topics      json.RawMessage `json:"topics"` // patterns (subscribed) or entries (topics)
+	Status      string          `json:"status"`
+	Error       string          `json:"error"`
+	Code        string          `json:"code"`
+	Message     string          `json:"message"`
+}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 
+	"github.com/opsdash/opsdash/stream"
 	"github.com/opsdash/opsdash/stream/httpapi/certtest"
 )
 
@@ -148,17 +149,12 @@ func TestTLSCertificateReload(t *testing.T) {
 		t.Fatalf("wss dial: %v", err)
 	}
 	defer ws.Close()
-	type frame struct {
-		Type  string `json:"type"`
-		Topic string `json:"topic"`
-		TS    int64  `json:"ts"`
-	}
 	// nextUpdate reads until an update of testhost.cpu sampled after since.
 	nextUpdate := func(since time.Time) {
 		t.Helper()
 		ws.SetReadDeadline(time.Now().Add(15 * time.Second))
 		for {
-			var f frame
+			var f stream.ServerMessage
 			if err := ws.ReadJSON(&f); err != nil {
 				t.Fatalf("the open wss connection: %v", err)
 			}

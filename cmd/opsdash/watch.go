@@ -231,24 +231,8 @@ func backoff(n int, base, max time.Duration, randN func(int64) int64) time.Durat
 	return time.Duration(randN(int64(ceil) + 1))
 }
 
-// frame is any server frame of protocol v1, decoded loosely: only the
-// fields watch looks at.
-type frame struct {
-	Type        string          `json:"type"`
-	ID          string          `json:"id"`
-	Protocol    int             `json:"protocol"`
-	Instance    string          `json:"instance"`
-	Host        string          `json:"host"`
-	HeartbeatMS int64           `json:"heartbeat_ms"`
-	Topic       string          `json:"topic"`
-	Seq         uint64          `json:"seq"`
-	TS          int64           `json:"ts"`
-	Data        json.RawMessage `json:"data"`
-	Status      string          `json:"status"`
-	Error       string          `json:"error"`
-	Code        string          `json:"code"`
-	Message     string          `json:"message"`
-}
+// frame is any server frame of protocol v1, decoded.
+type frame = stream.ServerMessage
 
 // session runs one connection: dial, hello, subscribe, then print frames
 // until the connection fails or ctx ends. subscribed reports whether the

@@ -84,23 +84,8 @@ func (e *env) publish(topic string, data any) {
 
 // frame is any server frame of protocol v1, decoded loosely.
 type frame struct {
-	Type        string          `json:"type"`
-	ID          string          `json:"id"`
-	Protocol    int             `json:"protocol"`
-	Session     string          `json:"session"`
-	Instance    string          `json:"instance"`
-	Host        string          `json:"host"`
-	HeartbeatMS int64           `json:"heartbeat_ms"`
-	Topic       string          `json:"topic"`
-	Seq         uint64          `json:"seq"`
-	TS          int64           `json:"ts"`
-	Data        json.RawMessage `json:"data"`
-	Topics      json.RawMessage `json:"topics"`
-	Status      string          `json:"status"`
-	Error       string          `json:"error"`
-	Code        string          `json:"code"`
-	Message     string          `json:"message"`
-	raw         string
+	stream.ServerMessage
+	raw string
 }
 
 type wsClient struct {
