@@ -74,6 +74,7 @@ const (
 	DefaultRequestBurst      = 40
 	DefaultRateLimitStrikes  = 10
 	DefaultReplyQueue        = 16
+	DefaultReplyQueueBytes   = 16 << 10
 )
 
 // SessionConfig configures one session. Zero fields take the defaults above
@@ -100,6 +101,11 @@ type SessionConfig struct {
 	// ReplyQueue is the length of the reply FIFO (default 16); Handle blocks
 	// while it is full, which stops the edge reading that client.
 	ReplyQueue int
+	// ReplyQueueBytes bounds the reply FIFO in bytes of JSON (default 32
+	// KiB): it counts as full once it holds this much, whatever its
+	// length, so a client that does not read its replies holds at most
+	// this plus one reply (see replyqueue.go).
+	ReplyQueueBytes int
 }
 
 // DefaultSessionConfig returns the documented default limits, which a
@@ -111,6 +117,7 @@ func DefaultSessionConfig() SessionConfig {
 		RequestBurst:      DefaultRequestBurst,
 		RateLimitStrikes:  DefaultRateLimitStrikes,
 		ReplyQueue:        DefaultReplyQueue,
+		ReplyQueueBytes:   DefaultReplyQueueBytes,
 	}
 }
 
@@ -136,6 +143,7 @@ func (c SessionConfig) withDefaults() SessionConfig {
 	c.RequestBurst = orDefault(c.RequestBurst, DefaultRequestBurst)
 	c.RateLimitStrikes = orDefault(c.RateLimitStrikes, DefaultRateLimitStrikes)
 	c.ReplyQueue = orDefault(c.ReplyQueue, DefaultReplyQueue)
+	c.ReplyQueueBytes = orDefault(c.ReplyQueueBytes, DefaultReplyQueueBytes)
 	return c
 }
 

@@ -17,6 +17,7 @@ func (r *Registry) expire(now time.Time) int {
 			continue
 		}
 		delete(r.topics, name)
+		r.unindexTopicLocked(t)
 		r.published--
 		t.removed.Store(true)
 		if len(r.tombstones) >= max(r.cfg.MaxTopics, DefaultMaxTopics) {

@@ -14,10 +14,14 @@ import (
 //   - pending: the slots with something pending, in the order they became
 //     pending, which makes each drain fair across topics;
 //   - replies: a short FIFO (hello, subscribed, topics, pong, error...),
-//     never conflated; Handle blocks while it holds ReplyQueue entries.
+//     never conflated; Handle blocks while it holds ReplyQueue entries or
+//     ReplyQueueBytes of JSON (replyqueue.go).
 type mailbox struct {
 	pending []*slot
 	replies []reply
+	// flushWait: a Handle waits for every reply to be written
+	// (awaitRepliesWritten); the writer signals replySpace when it stops.
+	flushWait bool
 }
 
 // slot is one topic flowing to one session: the session's mailbox slot
@@ -176,18 +180,29 @@ func (s *Session) reply(kind frameKind, b []byte) {
 	}
 }
 
-// waitReplySpace blocks while the reply FIFO is full. It returns false when
-// the session is closed.
+// waitReplySpace blocks while the reply FIFO is full (replyqueue.go). It
+// returns false when the session is closed. While it blocks, the session
+// counts as paused in Stats.ReadingPaused.
 func (s *Session) waitReplySpace() bool {
+	paused := false
+	defer func() {
+		if paused {
+			s.r.counters.readingPaused.Add(-1)
+		}
+	}()
 	for {
 		s.mu.Lock()
-		closed, full := s.closed, len(s.replies) >= s.cfg.ReplyQueue
+		closed, full := s.closed, s.replyFullLocked()
 		s.mu.Unlock()
 		if closed {
 			return false
 		}
 		if !full {
 			return true
+		}
+		if !paused {
+			paused = true
+			s.r.counters.readingPaused.Add(1)
 		}
 		select {
 		case <-s.replySpace:

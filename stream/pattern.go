@@ -98,7 +98,22 @@ func (p Pattern) Literal() bool { return p.parsed && !p.wild }
 // Match reports whether topic matches the pattern. An invalid topic matches
 // nothing.
 func (p Pattern) Match(topic string) bool {
-	if !p.parsed || !ValidTopic(topic) {
+	return ValidTopic(topic) && p.matchValid(topic)
+}
+
+// literalFirst returns the pattern's first token when it is not a wildcard.
+func (p Pattern) literalFirst() (string, bool) {
+	if !p.parsed || len(p.toks) == 0 || p.toks[0] == "*" {
+		return "", false
+	}
+	return p.toks[0], true
+}
+
+// matchValid is Match for a topic known to be valid (every topic of the
+// registry), without checking it again: the registry matches patterns
+// against its topics under its lock, where the check was most of the cost.
+func (p Pattern) matchValid(topic string) bool {
+	if !p.parsed {
 		return false
 	}
 	if !p.wild {
@@ -137,9 +152,10 @@ func containsPattern(ps []Pattern, raw string) bool {
 	return false
 }
 
+// matchAny reports whether any of ps matches name, a topic of the registry.
 func matchAny(ps []Pattern, name string) bool {
 	for _, p := range ps {
-		if p.Match(name) {
+		if p.matchValid(name) {
 			return true
 		}
 	}

@@ -64,6 +64,7 @@ func (e *CloseError) Error() string { return fmt.Sprintf("close %d: %s", e.Code,
 //   - "id" present but not a string, "type" missing or not a string → bad_request;
 //   - a type other than subscribe, unsubscribe, list, ping → unknown_type;
 //   - subscribe/unsubscribe without "topics" as a non-empty array of strings → bad_request;
+//   - an id longer than MaxRequestIDLen, more than MaxRequestTopics patterns → bad_request;
 //   - any pattern in "topics" invalid → invalid_topic (the whole request is refused).
 //
 // "id" may be absent (the reply then carries ""). Unknown fields are ignored,
@@ -81,6 +82,9 @@ func DecodeRequest(msg []byte) (Request, error) {
 		}
 		if err := json.Unmarshal(raw, &req.ID); err != nil {
 			return Request{}, &RequestError{Code: CodeBadRequest, Message: `"id" must be a string`}
+		}
+		if rerr := checkRequestID(req.ID); rerr != nil {
+			return Request{}, rerr
 		}
 	}
 	raw, ok := fields["type"]
@@ -103,6 +107,9 @@ func DecodeRequest(msg []byte) (Request, error) {
 	var elems []json.RawMessage
 	if err := json.Unmarshal(raw, &elems); err != nil || len(elems) == 0 {
 		return Request{}, badTopics
+	}
+	if rerr := checkRequestTopics(req.ID, len(elems)); rerr != nil {
+		return Request{}, rerr
 	}
 	req.Topics = make([]string, len(elems))
 	for i, e := range elems {

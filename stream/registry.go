@@ -34,6 +34,7 @@ type Registry struct {
 	// both are held; never held while a session's lock is taken.
 	mu        sync.RWMutex
 	topics    map[string]*topic
+	bySource  sourceIndex              // topics by first token (topicindex.go)
 	patterns  map[string]*patternEntry // distinct subscribed patterns → sessions
 	published int                      // topics created through PublishJSON
 	// tombstones keep the last seq of expired topics so a topic that

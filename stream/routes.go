@@ -59,7 +59,7 @@ func (t *topic) subscribersLocked() []route {
 // a session reaches it only through the topic's routes, which r.mu guards.
 func (r *Registry) routeNewTopicLocked(t *topic) {
 	for _, e := range r.patterns {
-		if e.pat.Match(t.name) {
+		if e.pat.matchValid(t.name) {
 			for s := range e.sessions {
 				if t.subs[s] == nil {
 					t.subs[s] = &slot{t: t}
@@ -110,17 +110,7 @@ func (r *Registry) addPatterns(s *Session, add []Pattern) (snap []snapFrame, dem
 		}
 	}
 	for _, p := range add {
-		if p.Literal() {
-			if t := r.topics[p.raw]; t != nil {
-				consider(t)
-			}
-			continue
-		}
-		for _, t := range r.topics {
-			if p.Match(t.name) {
-				consider(t)
-			}
-		}
+		r.matchingTopicsLocked(p, consider)
 	}
 	return snap, demand
 }
@@ -141,10 +131,12 @@ func (r *Registry) removePatterns(s *Session, removed, remaining []Pattern) (unr
 			}
 		}
 	}
-	for _, t := range r.topics {
+	// Only a topic that a removed pattern matches can stop flowing; one
+	// matched by several is unrouted at its first visit.
+	unroute := func(t *topic) {
 		sl := t.subs[s]
 		if sl == nil || matchAny(remaining, t.name) {
-			continue
+			return
 		}
 		delete(t.subs, s)
 		t.subsList = nil
@@ -152,6 +144,9 @@ func (r *Registry) removePatterns(s *Session, removed, remaining []Pattern) (unr
 		if len(t.subs) == 0 {
 			demand = append(demand, t)
 		}
+	}
+	for _, p := range removed {
+		r.matchingTopicsLocked(p, unroute)
 	}
 	return unrouted, demand
 }

@@ -120,6 +120,7 @@ func (s *Session) Handle(msg []byte) error {
 		s.mu.Unlock()
 		if over {
 			s.r.counters.rateLimitCloses.Add(1)
+			s.awaitRepliesWritten() // the close comes after every rate_limited reply
 			return &CloseError{Code: CloseRateLimit, Reason: "rate limit exceeded"}
 		}
 		s.replyError(req.ID, CodeRateLimited, fmt.Sprintf("more than %g requests per second; slow down", s.cfg.RequestsPerSecond))

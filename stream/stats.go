@@ -35,6 +35,7 @@ type counters struct {
 	writeTimeouts   atomic.Uint64
 	rateLimited     atomic.Uint64
 	rateLimitCloses atomic.Uint64
+	readingPaused   atomic.Int64
 }
 
 // FrameCounts counts frames by type.
@@ -74,6 +75,8 @@ type Stats struct {
 
 	MailboxDepth    int   // gauge: topics with a pending update or status, all sessions
 	ReplyQueueDepth int   // gauge: replies waiting, all sessions
+	ReplyQueueBytes int   // gauge: JSON bytes of the replies waiting, all sessions
+	ReadingPaused   int64 // gauge: sessions whose requests are not read while their reply FIFO is full
 	Writers         int64 // gauge: writer goroutines running
 
 	WriteBatches    uint64 // counter: successful WriteFrames calls
@@ -101,6 +104,7 @@ func (r *Registry) Stats() Stats {
 		WriteTimeouts:   c.writeTimeouts.Load(),
 		RateLimited:     c.rateLimited.Load(),
 		RateLimitCloses: c.rateLimitCloses.Load(),
+		ReadingPaused:   c.readingPaused.Load(),
 		Sent: FrameCounts{
 			Hello:        c.sent[kindHello].Load(),
 			Subscribed:   c.sent[kindSubscribed].Load(),
@@ -133,6 +137,7 @@ func (r *Registry) Stats() Stats {
 		s.mu.Lock()
 		out.MailboxDepth += len(s.pending)
 		out.ReplyQueueDepth += len(s.replies)
+		out.ReplyQueueBytes += s.replyBytesLocked()
 		s.mu.Unlock()
 	}
 	return out

@@ -59,6 +59,7 @@ func (r *Registry) newTopicLocked(name string) *topic {
 	}
 	r.routeNewTopicLocked(t)
 	r.topics[name] = t
+	r.indexTopicLocked(t)
 	return t
 }
 

@@ -47,6 +47,10 @@ func (s *Session) writeLoop() {
 	for {
 		frames := (*buf)[:0]
 		s.mu.Lock()
+		if s.flushWait { // awaitRepliesWritten: what the writer took before is written
+			s.flushWait = false
+			s.signalReplySpace()
+		}
 		if s.closed {
 			s.writing = false
 			s.mu.Unlock()

@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"errors"
+	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +34,7 @@ const closeTimeout = time.Second
 const (
 	closeNormal      = websocket.CloseNormalClosure           // 1000
 	closeGoingAway   = websocket.CloseGoingAway               // 1001: drain, shutdown, read timeout
+	closeProtocol    = websocket.CloseProtocolError           // 1002: sent by the library itself
 	closeUnsupported = websocket.CloseUnsupportedData         // 1003: binary frame
 	closeInvalidUTF8 = websocket.CloseInvalidFramePayloadData // 1007
 	closePolicy      = websocket.ClosePolicyViolation         // 1008: per-IP limit, rate limit
@@ -130,14 +133,31 @@ func (s *Server) readLoop(wc *wsConn) (int, string) {
 	extend := func() { _ = ws.SetReadDeadline(time.Now().Add(rt)) }
 	extend()
 	ws.SetPongHandler(func(string) error { extend(); return nil })
+	// A client's own ping frames show it is alive as much as a pong does;
+	// answered as the library would (a pong that cannot be written is the
+	// writer's business, not a reason to stop reading).
+	ws.SetPingHandler(func(data string) error {
+		extend()
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), pingDeadline(time.Now(), s.cfg.WriteTimeout, wc.inflight.Load()))
+		var ne net.Error
+		if err == nil || errors.Is(err, websocket.ErrCloseSent) || errors.As(err, &ne) {
+			return nil
+		}
+		return err
+	})
 	wc.startHeartbeat(s.cfg.Heartbeat)
 
 	for {
+		// A client that does not read its replies is not read either
+		// (stream/replyqueue.go): its next request stays in the socket.
+		if !wc.sess.WaitReplySpace() {
+			return closeNormal, "" // closed meanwhile (drain, write timeout): that close stands
+		}
+		extend()
 		mt, msg, err := ws.ReadMessage()
 		if err != nil {
 			return readErrorClose(err)
 		}
-		extend()
 		if mt != websocket.TextMessage {
 			return closeUnsupported, "binary frames are not supported"
 		}
@@ -156,7 +176,8 @@ func (s *Server) readLoop(wc *wsConn) (int, string) {
 	}
 }
 
-// readErrorClose maps a read error to the close the server sends.
+// readErrorClose maps a read error to the close the server sends (and
+// counts).
 func readErrorClose(err error) (int, string) {
 	var ce *websocket.CloseError
 	var ne net.Error
@@ -168,8 +189,25 @@ func readErrorClose(err error) (int, string) {
 		return closeNormal, ""
 	case errors.As(err, &ne) && ne.Timeout():
 		return closeGoingAway, "read timeout"
+	case isProtocolError(err):
+		return closeProtocol, "protocol error"
 	}
 	return closeNormal, ""
+}
+
+// isProtocolError reports whether a read error is a WebSocket protocol
+// violation by the client (reserved bits, a bad opcode, an unmasked or
+// fragmented control frame...), which the library has already answered
+// with close 1002. The library has no error value for these, only
+// errors.New("websocket: " + what), so they are told apart from the
+// failures of the connection below (net errors, EOF) and from the errors
+// handled above.
+func isProtocolError(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	return strings.HasPrefix(err.Error(), "websocket: ")
 }
 
 // wsConn is the stream.Conn of one WebSocket.
