@@ -48,16 +48,19 @@ type serveConfig struct {
 	HostID           string
 	NetInclude       envflag.List
 	AllowedOrigins   envflag.List
+	AllowedHosts     envflag.List
 	PublishToken     string
 	PublishTokenFile string // --publish-token-file, read into PublishToken by validate
 	SendBuffer       int
 	MaxFrameBytes    int
 	MaxConns         int
 	MaxConnsPerIP    int
+	MaxOpenConns     int
 	MaxSubs          int
 	RequestRate      float64
 	Heartbeat        time.Duration
 	WriteTimeout     time.Duration
+	HandshakeTimeout time.Duration
 	DrainTimeout     time.Duration
 	MaxTopics        int
 	MaxValueBytes    int
@@ -89,20 +92,27 @@ func newServeFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.StringVar(&cfg.HostID, "host-id", "", "host id, the first token of this host's topics (default: the hostname, or $HOST_ETC/hostname)")
 	fs.Var(&cfg.NetInclude, "net-include", "comma-separated interface name patterns (e.g. 'veth*,docker0') to report although virtual or loopback")
 	fs.Var(&cfg.AllowedOrigins, "allowed-origins", "comma-separated extra browser origins allowed to open /ws and /sse (e.g. https://ops.example.com)")
-	fs.StringVar(&cfg.PublishToken, "publish-token", "", "bearer token that enables POST /api/v1/publish (off when empty; prefer OPSDASH_PUBLISH_TOKEN or --publish-token-file)")
+	fs.Var(&cfg.AllowedHosts, "allowed-hosts", "comma-separated extra names the Host header may carry (e.g. ops.example.com, *.example.com); "+
+		"without --auth-token, a request naming a host that is not loopback, this machine's name or address, --host-id or one of these gets 403")
+	fs.StringVar(&cfg.PublishToken, "publish-token", "", "bearer token that enables POST /api/v1/publish (off when empty; "+
+		fmt.Sprintf("at least %d printable characters, as --auth-token; prefer OPSDASH_PUBLISH_TOKEN or --publish-token-file)", auth.MinTokenLen))
 	fs.StringVar(&cfg.PublishTokenFile, "publish-token-file", "", "file holding --publish-token, e.g. a mounted Kubernetes Secret or /run/secrets/opsdash_publish_token; "+
 		"whitespace around the token is trimmed; read at startup (restart to rotate); not together with --publish-token")
 	fs.IntVar(&cfg.SendBuffer, "send-buffer", httpapi.DefaultSendBuffer, "kernel send buffer per connection in bytes (SO_SNDBUF); 0 keeps the system default")
 	fs.IntVar(&cfg.MaxFrameBytes, "max-frame-bytes", httpapi.DefaultMaxFrameBytes,
 		fmt.Sprintf("largest WebSocket frame a client may send (at least %d); larger frames close with 1009", minFrameBytes))
 	fs.IntVar(&cfg.MaxConns, "max-conns", httpapi.DefaultMaxConns, "WebSocket and SSE connections in total (0 = no limit); over it: close 1013")
-	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", httpapi.DefaultMaxConnsPerIP, "connections per client IP (0 = no limit); over it: close 1008")
+	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", httpapi.DefaultMaxConnsPerIP, "connections per client IP, IPv6 clients per /64 (0 = no limit); over it: close 1008")
+	fs.IntVar(&cfg.MaxOpenConns, "max-open-conns", httpapi.DefaultMaxOpenConns, "TCP connections open at once, of every kind (0 = no limit); over it new connections wait to be accepted; "+
+		fmt.Sprintf("lowered to fit the file descriptor limit (ulimit -n) less an eighth of it (at least %d) for files", fdReserveMin))
 	fs.IntVar(&cfg.MaxSubs, "max-subscriptions", stream.DefaultMaxSubscriptions, "subscribed patterns per connection (0 = no limit)")
 	fs.Float64Var(&cfg.RequestRate, "request-rate", stream.DefaultRequestsPerSecond, "requests per second per connection (0 = no limit)")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", httpapi.DefaultHeartbeat, "WebSocket ping period; a silent client is closed after 2.5 times that")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", httpapi.DefaultWriteTimeout,
 		fmt.Sprintf("deadline for each write to a client; a WebSocket write stuck for between half of it and all of it is cut and the connection closed (%d)", stream.CloseWriteTimeout))
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", defaultDrainTimeout, "how long shutdown waits for connections to close")
+	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", httpapi.DefaultHandshakeTimeout,
+		"deadline for a new connection's first byte, for reading a whole request (headers and body, a WebSocket upgrade) and for the TLS handshake")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", defaultDrainTimeout, "how long shutdown waits for connections to close; what is still open shortly before it runs out is closed")
 	fs.IntVar(&cfg.MaxTopics, "max-topics", stream.DefaultMaxTopics, "topics that may be created through the publish API (0 = no limit)")
 	fs.IntVar(&cfg.MaxValueBytes, "max-value-bytes", stream.DefaultMaxValueBytes,
 		fmt.Sprintf("largest value (compact JSON) one publish item may carry, over it: 413 (0 = no limit beyond the %s body); "+
@@ -128,6 +138,14 @@ func (c *serveConfig) validate() error {
 	var errs []error
 	if err := loadTokenFile(&c.PublishToken, &c.publishTokenFromFile, "publish-token", c.PublishTokenFile); err != nil {
 		errs = append(errs, err)
+	} else if c.PublishToken != "" {
+		// The same rules as the auth token: the publish API is as open to
+		// guessing, and a weak token there lets anyone feed the dashboard.
+		what := "--publish-token"
+		if c.publishTokenFromFile {
+			what = fmt.Sprintf("--publish-token-file %q: the token", c.PublishTokenFile)
+		}
+		errs = append(errs, auth.CheckToken(what, c.PublishToken)...)
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("--listen %q: %v", c.Listen, err))
@@ -136,7 +154,7 @@ func (c *serveConfig) validate() error {
 		name string
 		v    int
 	}{
-		{"--send-buffer", c.SendBuffer}, {"--max-conns", c.MaxConns}, {"--max-conns-per-ip", c.MaxConnsPerIP},
+		{"--send-buffer", c.SendBuffer}, {"--max-conns", c.MaxConns}, {"--max-conns-per-ip", c.MaxConnsPerIP}, {"--max-open-conns", c.MaxOpenConns},
 		{"--max-subscriptions", c.MaxSubs}, {"--max-topics", c.MaxTopics}, {"--max-value-bytes", c.MaxValueBytes},
 	} {
 		if f.v < 0 {
@@ -153,7 +171,7 @@ func (c *serveConfig) validate() error {
 		name string
 		d    time.Duration
 	}{
-		{"--heartbeat", c.Heartbeat}, {"--write-timeout", c.WriteTimeout},
+		{"--heartbeat", c.Heartbeat}, {"--write-timeout", c.WriteTimeout}, {"--handshake-timeout", c.HandshakeTimeout},
 		{"--drain-timeout", c.DrainTimeout}, {"--topic-ttl", c.TopicTTL},
 	} {
 		if f.d <= 0 {

@@ -54,6 +54,15 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer, getenv func
 	return 0
 }
 
+// drainForceAfter is when, into a drain of timeout, the connections still
+// open are closed: early enough that fasthttp (which looks every 100 ms)
+// sees them gone before the timeout, a tenth of it before, between 300 ms
+// and 1 s.
+func drainForceAfter(timeout time.Duration) time.Duration {
+	margin := min(max(timeout/10, 300*time.Millisecond), time.Second, timeout/2)
+	return timeout - margin
+}
+
 // newLogger builds the process logger: text on a terminal, JSON otherwise.
 func newLogger(w io.Writer, format, level string) *slog.Logger {
 	var lv slog.Level
@@ -100,18 +109,35 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	reg.OnDemand(sched.SetDemand)
 
 	proxies := cfg.proxies // who a request comes from: per-IP limits, the auth guard's failure limiter, logs
-	api := httpapi.New(httpapi.Config{
-		Registry:       reg,
-		Logger:         log,
-		AllowedOrigins: cfg.AllowedOrigins,
-		PublishToken:   cfg.PublishToken,
-		MaxFrameBytes:  cfg.MaxFrameBytes,
-		MaxConns:       limitFlag(cfg.MaxConns),
-		MaxConnsPerIP:  limitFlag(cfg.MaxConnsPerIP),
-		WriteTimeout:   cfg.WriteTimeout,
-		Heartbeat:      cfg.Heartbeat,
-		ClientIP:       proxies.ClientIP,
-		TrustedProxy:   proxies.TrustedPeer(),
+	var api *httpapi.Server
+	guard := auth.New(auth.Config{
+		Token:        cfg.Auth.Token,
+		PublishToken: cfg.PublishToken,
+		SessionTTL:   cfg.Auth.SessionTTL,
+		Logger:       log,
+		OnFailure:    met.AuthFailure,
+		ClientIP:     proxies.ClientIP,
+		SameOrigin:   func(c *fiber.Ctx) bool { return api.SameOrigin(c) },
+	})
+	api = httpapi.New(httpapi.Config{
+		Registry:         reg,
+		Logger:           log,
+		AllowedOrigins:   cfg.AllowedOrigins,
+		PublishToken:     cfg.PublishToken,
+		PublishAuth:      guard.AuthorizePublish,
+		MaxFrameBytes:    cfg.MaxFrameBytes,
+		MaxConns:         limitFlag(cfg.MaxConns),
+		MaxConnsPerIP:    limitFlag(cfg.MaxConnsPerIP),
+		HandshakeTimeout: cfg.HandshakeTimeout,
+		WriteTimeout:     cfg.WriteTimeout,
+		Heartbeat:        cfg.Heartbeat,
+		ClientIP:         proxies.ClientIP,
+		TrustedProxy:     proxies.TrustedPeer(),
+		// DNS rebinding: without a token, only requests naming this
+		// machine are served; with one, a rebound page has no session.
+		CheckHost:    cfg.Auth.Token == "",
+		Hosts:        append(httpapi.LocalNames(), hostID),
+		AllowedHosts: cfg.AllowedHosts,
 		Session: stream.SessionConfig{
 			Heartbeat:         cfg.Heartbeat,
 			MaxSubscriptions:  limitFlag(cfg.MaxSubs),
@@ -131,13 +157,9 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		AppName:               "opsdash",
 		IdleTimeout:           2 * time.Minute,
 	})))
-	guard := auth.New(auth.Config{
-		Token:      cfg.Auth.Token,
-		SessionTTL: cfg.Auth.SessionTTL,
-		Logger:     log,
-		OnFailure:  met.AuthFailure,
-		ClientIP:   proxies.ClientIP,
-	})
+	api.LimitBodies(app) // a body is read only as far as its request may send one
+	// First the Host check (the probes stay open), then the token.
+	app.Use(api.HostGuard("/healthz", "/readyz"))
 	guard.Install(app) // before every route it protects
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	app.Get("/readyz", readyzHandler(&draining, sched))
@@ -149,21 +171,32 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	pages.Register(app, reg, log)
 	api.Register(app)
 
+	fdLimit := raiseFileLimit()
+	maxOpen, lowered := openConnsCap(cfg.MaxOpenConns, fdLimit)
+	if lowered {
+		log.Warn("--max-open-conns lowered to fit the file descriptor limit (raise it with ulimit -n, LimitNOFILE or the container's nofile)",
+			"max_open_conns", cfg.MaxOpenConns, "now", maxOpen, "fd_limit", fdLimit)
+	}
 	lc := net.ListenConfig{}
 	rawLn, err := lc.Listen(ctx, "tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	ln, reloader, err := cfg.TLS.listen(rawLn, cfg.SendBuffer, log)
+	// Under TLS and corking: the cap on open connections, the back-off on
+	// accept errors and the first-byte deadline see every connection.
+	acceptLn := httpapi.LimitListener(rawLn, httpapi.AcceptConfig{MaxOpen: maxOpen, FirstByteTimeout: cfg.HandshakeTimeout, Logger: log})
+	met.ExportListener(acceptLn.Stats)
+	ln, reloader, err := cfg.TLS.listen(acceptLn, cfg.SendBuffer, log)
 	if err != nil {
-		rawLn.Close()
+		acceptLn.Close()
 		return err
 	}
 	if reloader != nil {
 		met.WatchCertificate(reloader.Current)
 	}
 	addr := ln.Addr().String()
-	log.Info("opsdash serving", "addr", addr, "host_id", hostID, "version", version, "tls", cfg.TLS.enabled(), "host_env", hostEnv())
+	log.Info("opsdash serving", "addr", addr, "host_id", hostID, "version", version, "tls", cfg.TLS.enabled(), "host_env", hostEnv(),
+		"max_open_conns", max(maxOpen, 0), "fd_limit", fdLimit)
 	if !loopbackOnly(cfg.Listen) && cfg.Auth.Token == "" {
 		log.Warn("SERVING BEYOND LOOPBACK WITHOUT AUTHENTICATION: anyone who can reach " + addr +
 			" sees this host's metrics; bind to 127.0.0.1 or put it behind an authenticating proxy")
@@ -188,10 +221,20 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		log.Info("draining", "timeout", cfg.DrainTimeout)
 		draining.Store(true)
 		drainCtx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+		// fasthttp waits for every connection it serves, and one can be
+		// stuck (a request arriving byte by byte, a client that does not
+		// read its response) for longer than the drain has: shortly before
+		// the drain timeout, whatever is still open is closed.
+		force := time.AfterFunc(drainForceAfter(cfg.DrainTimeout), func() {
+			if n := acceptLn.CloseAll(); n > 0 {
+				log.Info("drain: closed the connections still open", "connections", n)
+			}
+		})
 		// fasthttp neither tracks nor closes hijacked WebSocket connections
 		// and waits for open streams, so close our own first.
 		api.Drain(drainCtx)
 		err = app.ShutdownWithContext(drainCtx)
+		force.Stop()
 		cancel()
 	}
 	stopCollectors()

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
 )
@@ -44,7 +45,7 @@ type connSet struct {
 
 	mu       sync.Mutex
 	live     map[liveConn]struct{}
-	byIP     map[string]int // slots held per client IP
+	byIP     map[string]int // slots held per ClientKey of the client IP
 	slots    int            // slots held in total: live plus being set up or torn down
 	draining bool
 	empty    chan struct{} // closed when draining and live is empty; nil before Drain
@@ -63,8 +64,10 @@ func newConnSet(maxTotal, maxPerIP int) *connSet {
 
 // admit takes a slot for a connection from ip, or says why not. The slot
 // is counted from here on (so concurrent handshakes cannot overshoot the
-// limits) and must be given back with release.
+// limits) and must be given back with release. The per-IP limit counts
+// ClientKey(ip): an IPv6 client by its /64.
 func (s *connSet) admit(ip string) refusal {
+	ip = ClientKey(ip)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -116,6 +119,7 @@ func (s *connSet) remove(c liveConn, sse bool) {
 
 // release gives back the slot admit took for ip.
 func (s *connSet) release(ip string) {
+	ip = ClientKey(ip)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n := s.byIP[ip]; n <= 1 {
@@ -168,4 +172,23 @@ func (s *connSet) drain() ([]liveConn, <-chan struct{}) {
 		conns = append(conns, c)
 	}
 	return conns, s.empty
+}
+
+// ClientKey is the key under which per-client limits count a client
+// address (ip, as ClientIP returns it): an IPv6 address by its /64, which
+// one host or home usually owns whole, so that walking through its
+// addresses buys no extra allowance; an IPv4 address (IPv4-mapped ones
+// included) as itself. Anything that does not parse is its own key.
+func ClientKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is6() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return a.String()
 }

@@ -52,6 +52,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	cfg.Registry = reg
 	srv := httpapi.New(cfg)
 	app := fiber.New(srv.FiberConfig(fiber.Config{DisableStartupMessage: true}))
+	srv.LimitBodies(app)
 	srv.Register(app)
 	ln, err := httpapi.Listen("tcp", "127.0.0.1:0", httpapi.DefaultSendBuffer)
 	if err != nil {

@@ -16,6 +16,7 @@
 //
 //	srv := httpapi.New(httpapi.Config{Registry: reg, Logger: log})
 //	app := fiber.New(srv.FiberConfig(fiber.Config{}))
+//	srv.LimitBodies(app) // body limits decided before bodies are read
 //	srv.Register(app)
 //	ln, _ := httpapi.Listen("tcp", ":8080", httpapi.DefaultSendBuffer) // caps SO_SNDBUF, enables corking
 //	go app.Listener(ln)
@@ -73,6 +74,14 @@ type Config struct {
 	// PublishToken enables POST /api/v1/publish with
 	// "Authorization: Bearer <PublishToken>". "" answers 404.
 	PublishToken string
+	// PublishAuth, when set, checks a publish request's credentials in
+	// place of comparing its bearer token with PublishToken: it returns
+	// true to let the request through, or false once it has answered it
+	// itself (401, 429). cmd/opsdash passes its auth guard's, which limits
+	// and counts wrong tokens per client. PublishToken still enables the
+	// API and decides, before the body is read, who may send a large one
+	// (LimitBodies).
+	PublishAuth func(c *fiber.Ctx) bool
 	// MaxFrameBytes is the largest client frame read; a larger one closes
 	// the connection with 1009. Default 64 KiB.
 	MaxFrameBytes int
@@ -104,7 +113,8 @@ type Config struct {
 	// take stream's defaults.
 	Session stream.SessionConfig
 	// MaxPublishBytes caps a publish request's body (413). Default 1 MiB.
-	// fiber.Config.BodyLimit must be at least this (FiberConfig sees to it).
+	// Only a publish with the right token may send that much; every other
+	// request may send 16 KiB (LimitBodies).
 	MaxPublishBytes int
 	// MaxHistory caps ?history=N of GET /api/v1/topics/{topic}. Default
 	// 1000 (the registry keeps fewer by default).
@@ -114,9 +124,22 @@ type Config struct {
 	ClientIP func(c *fiber.Ctx) string
 	// TrustedProxy reports whether a peer (the address of the TCP
 	// connection) is a proxy of this deployment. Only such a peer's
-	// X-Forwarded-Host is believed by the Origin check; anyone else's is
-	// ignored and the Host header counts. nil trusts nobody.
+	// X-Forwarded-Host is believed by the Origin and Host checks; anyone
+	// else's is ignored and the Host header counts. nil trusts nobody.
 	TrustedProxy func(peer net.IP) bool
+	// CheckHost turns on the Host check of HostGuard (hostcheck.go): a
+	// request naming a host that is not this machine's is refused with
+	// 403 forbidden_host, so that a web page cannot rebind its own name to
+	// this server and read it. cmd/opsdash sets it when no auth token is
+	// configured. Off by default.
+	CheckHost bool
+	// Hosts are this machine's own names the Host check allows besides
+	// loopback and the interfaces' addresses: its hostname and FQDN
+	// (LocalNames) and host id.
+	Hosts []string
+	// AllowedHosts are more hosts the Host check allows: names, IP
+	// addresses, "*.example.com" (its subdomains) or "*" (any host).
+	AllowedHosts []string
 }
 
 // Server is the HTTP edge of one stream.Registry. Create it with New and
@@ -126,6 +149,7 @@ type Server struct {
 	reg     *stream.Registry
 	log     *slog.Logger
 	origins originPolicy
+	hosts   *hostPolicy
 	conns   *connSet
 	wsPool  websocket.BufferPool // shared write buffers of every WebSocket
 	publish Secret               // PublishToken
@@ -134,6 +158,9 @@ type Server struct {
 	closes  map[int]uint64    // WebSocket close codes the server sent
 	refused map[string]uint64 // refusals by reason
 	opened  atomic.Uint64
+
+	// logLimit keeps one client's repeated refusals from flooding the log.
+	logLimit logLimiter
 }
 
 // New returns a Server for cfg.Registry. It panics when Registry is nil,
@@ -182,6 +209,7 @@ func New(cfg Config) *Server {
 		reg:     cfg.Registry,
 		log:     cfg.Logger,
 		origins: origins,
+		hosts:   newHostPolicy(cfg.Hosts, cfg.AllowedHosts),
 		conns:   newConnSet(max(cfg.MaxConns, 0), max(cfg.MaxConnsPerIP, 0)),
 		wsPool:  &sync.Pool{},
 		closes:  make(map[int]uint64),
@@ -196,11 +224,13 @@ func New(cfg Config) *Server {
 //     timeout is what bounds reading a request, the WebSocket handshake
 //     included (upgraded connections clear it);
 //   - IdleTimeout 60 s when unset;
-//   - BodyLimit (Fiber's default 4 MiB when unset) above MaxPublishBytes, so
-//     an oversized publish gets this package's JSON 413;
-//   - ErrorHandler = ErrorHandler when unset, so errors Fiber and fasthttp
-//     raise themselves (unknown route, body too large, timeouts) are JSON
-//     too;
+//   - BodyLimit, when unset, one byte above MaxPublishBytes (not Fiber's
+//     4 MiB), so an oversized publish gets this package's JSON 413;
+//     LimitBodies lowers it per request;
+//   - an error handler when unset: ErrorHandler, so errors Fiber and
+//     fasthttp raise themselves (unknown route, body too large, timeouts)
+//     are JSON too, and a publish refused for its body size is asked for
+//     its token first (bodylimit.go);
 //   - no WriteTimeout: fasthttp applies it to a whole response, which would
 //     cut SSE streams; this package sets a deadline per write itself;
 //   - ReduceMemoryUsage: otherwise fasthttp hands its 4 KiB request reader
@@ -215,14 +245,11 @@ func (s *Server) FiberConfig(base fiber.Config) fiber.Config {
 	if base.IdleTimeout <= 0 {
 		base.IdleTimeout = 60 * time.Second
 	}
-	if base.BodyLimit <= 0 {
-		base.BodyLimit = fiber.DefaultBodyLimit
-	}
 	if base.BodyLimit <= s.cfg.MaxPublishBytes {
 		base.BodyLimit = s.cfg.MaxPublishBytes + 1
 	}
 	if base.ErrorHandler == nil {
-		base.ErrorHandler = ErrorHandler
+		base.ErrorHandler = s.handleError
 	}
 	base.WriteTimeout = 0
 	base.ReduceMemoryUsage = true
@@ -296,7 +323,7 @@ type Stats struct {
 	// Opened counts connections admitted since start.
 	Opened uint64
 	// Refused counts connections refused by reason: "origin", "capacity",
-	// "per_ip", "draining".
+	// "per_ip", "draining", and requests refused by the Host check: "host".
 	Refused map[string]uint64
 	// Closes counts WebSocket close codes sent by the server.
 	Closes map[int]uint64
@@ -353,7 +380,10 @@ func (s *Server) checkOrigin(c *fiber.Ctx) error {
 		return c.Next()
 	}
 	s.countRefused("origin")
-	s.log.Info("refused a cross-origin stream", "origin", origin, "host", host, "path", c.Path(), "client_ip", s.cfg.ClientIP(c))
+	ip := s.cfg.ClientIP(c)
+	if ok, held := s.logLimit.allow(ip, "origin", time.Now()); ok {
+		s.log.Info("refused a cross-origin stream", "origin", origin, "host", host, "path", c.Path(), "client_ip", ip, "held_back", held)
+	}
 	return WriteError(c, fiber.StatusForbidden, "forbidden", "origin "+origin+" is not allowed")
 }
 

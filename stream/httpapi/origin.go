@@ -177,3 +177,11 @@ func normalizePort(scheme, port string) string {
 	}
 	return port
 }
+
+// SameOrigin reports whether a request comes from a page this server
+// serves, or from an origin its allowlist names, as the streams' Origin
+// check decides; a request without Origin (a program) does too. For
+// requests that change state (signing out), against cross-site forms.
+func (s *Server) SameOrigin(c *fiber.Ctx) bool {
+	return s.origins.allows(c.Get(fiber.HeaderOrigin), s.requestHost(c))
+}

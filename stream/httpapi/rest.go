@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -94,16 +95,15 @@ func (s *Server) handlePublish(c *fiber.Ctx) error {
 		return WriteError(c, fiber.StatusNotFound, "not_found",
 			"the publish API is off: start the server with --publish-token")
 	}
-	if !s.publish.Authorizes(c.Get(fiber.HeaderAuthorization)) {
-		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="opsdash publish"`)
-		return WriteError(c, fiber.StatusUnauthorized, "unauthorized", "a valid Authorization: Bearer token is required")
+	if !s.authorizePublish(c) {
+		return nil // answered: 401, or 429 from Config.PublishAuth
 	}
 	body := c.Body()
 	if len(body) > s.cfg.MaxPublishBytes {
 		return WriteError(c, fiber.StatusRequestEntityTooLarge, "payload_too_large",
 			fmt.Sprintf("the body is %d bytes, the limit is %d", len(body), s.cfg.MaxPublishBytes))
 	}
-	items, err := decodePublish(body)
+	items, err := decodePublish(body, time.Now())
 	if err != nil {
 		return WriteError(c, fiber.StatusBadRequest, stream.CodeBadRequest, err.Error())
 	}
@@ -173,14 +173,20 @@ func publishErrorStatus(err error) (int, string) {
 	return fiber.StatusBadRequest, stream.CodeBadRequest
 }
 
-// decodePublish decodes a publish body strictly: one object or a non-empty
-// array of objects, each with a string "topic", an object "data" and
-// optionally an integer "ts" (Unix ms); no other fields. Errors name the
-// item (its index in the array, 0 for a single object).
-func decodePublish(body []byte) ([]publishItem, error) {
+// decodePublish decodes a publish body strictly: valid UTF-8, one object
+// or a non-empty array of objects, each with a string "topic", an object
+// "data" whose numbers fit a float64 and optionally an integer "ts" (Unix
+// ms, a sample time near now: publishcheck.go); no other fields. Each
+// item's data is returned compacted, as the registry stores it, so that
+// size limits apply to what is kept. Errors name the item (its index in
+// the array, 0 for a single object).
+func decodePublish(body []byte, now time.Time) ([]publishItem, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return nil, errors.New(`empty body: send {"topic":"app.metric","data":{…}} or an array of them`)
+	}
+	if !utf8.Valid(body) {
+		return nil, errNotUTF8
 	}
 	var raws []json.RawMessage
 	if body[0] == '[' {
@@ -195,14 +201,14 @@ func decodePublish(body []byte) ([]publishItem, error) {
 	}
 	items := make([]publishItem, len(raws))
 	for i, raw := range raws {
-		if err := decodePublishItem(raw, &items[i]); err != nil {
+		if err := decodePublishItem(raw, &items[i], now); err != nil {
 			return nil, fmt.Errorf("item %d: %v", i, err)
 		}
 	}
 	return items, nil
 }
 
-func decodePublishItem(raw json.RawMessage, it *publishItem) error {
+func decodePublishItem(raw json.RawMessage, it *publishItem, now time.Time) error {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
 		return errors.New(`not a JSON object {"topic":…,"data":{…}}`)
@@ -224,13 +230,25 @@ func decodePublishItem(raw json.RawMessage, it *publishItem) error {
 	if !ok || len(d) == 0 || d[0] != '{' {
 		return errors.New(`"data" must be a JSON object`)
 	}
-	// Unmarshal above validated it; the registry compacts it (one line
-	// per frame) when it publishes.
-	it.Data = d
+	// Unmarshal above validated it. Compacted here, as the registry will
+	// (one line per frame), so that --max-value-bytes counts what is kept,
+	// not the sender's indentation.
+	var compact bytes.Buffer
+	compact.Grow(len(d))
+	if err := json.Compact(&compact, d); err != nil {
+		return fmt.Errorf("invalid JSON: %v", err)
+	}
+	if err := checkNumbers(compact.Bytes()); err != nil {
+		return fmt.Errorf(`"data": %v`, err)
+	}
+	it.Data = compact.Bytes()
 	if ts, ok := fields["ts"]; ok {
 		var v int64
-		if err := json.Unmarshal(ts, &v); err != nil || v <= 0 {
-			return errors.New(`"ts" must be a positive integer (Unix time in milliseconds)`)
+		if err := json.Unmarshal(ts, &v); err != nil {
+			return errors.New(`"ts" must be an integer (Unix time in milliseconds)`)
+		}
+		if err := checkPublishTS(v, now); err != nil {
+			return err
 		}
 		it.TS = &v
 	}

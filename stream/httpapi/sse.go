@@ -146,10 +146,15 @@ func (sc *sseConn) Close(code int, reason string) error {
 	return nil
 }
 
-// shutdown implements liveConn.
+// shutdown implements liveConn. The stream's end must reach the client
+// within closeTimeout: a client that stopped reading would otherwise hold
+// fasthttp's write of it (and a drain) for the whole write timeout.
 func (sc *sseConn) shutdown(code int, reason string) {
 	_ = sc.Close(code, reason)
 	sc.sess.Close(code, reason)
+	if sc.nc != nil {
+		_ = sc.nc.SetWriteDeadline(time.Now().Add(closeTimeout))
+	}
 }
 
 // run is the body stream writer: it writes what WriteFrames hands it and a

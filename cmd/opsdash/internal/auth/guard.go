@@ -19,7 +19,17 @@
 //     the process or after --auth-session-ttl, and /logout ends one.
 //   - Only a presented token that is wrong counts as a failure (OnFailure,
 //     the per-address limiter): a browser's first visit without any
-//     credential, or a cookie from before a restart, is not an attack.
+//     credential, or a cookie from before a restart, is not an attack. An
+//     Authorization header of another scheme than Bearer (Basic, from a
+//     proxy's own login) is not ours: it is ignored, not counted, and a
+//     session cookie still works beside it.
+//   - The publish token (--publish-token) follows the same rules as the
+//     auth token: CheckToken at startup, wrong ones limited per address
+//     (a limiter of its own) and counted with their own label
+//     (AuthorizePublish).
+//   - Signing out is POST /logout from a page of this server (the Origin
+//     check of the streams): a link or a form on another site cannot sign
+//     a user out.
 //   - A token in the query string is refused with 400 even when right:
 //     URLs end up in proxy logs and browser history.
 package auth
@@ -96,9 +106,17 @@ type Config struct {
 	// Logger receives sign-ins, sign-outs and wrong tokens (never a token);
 	// nil means slog.Default().
 	Logger *slog.Logger
+	// PublishToken, when set, is the token of POST /api/v1/publish, which
+	// AuthorizePublish checks; it is independent of Token.
+	PublishToken string
 	// OnFailure, when set, is called once per wrong token presented (for
-	// /metrics).
-	OnFailure func()
+	// /metrics), with which token it was meant to be: TokenAuth or
+	// TokenPublish.
+	OnFailure func(token string)
+	// SameOrigin reports whether a request comes from a page of this
+	// server (or carries no Origin: a program); POST /logout answers 403
+	// otherwise. nil allows every request.
+	SameOrigin func(*fiber.Ctx) bool
 	// ClientIP tells clients apart for the per-address limit of wrong
 	// tokens and names them in logs (clientip.Proxies.ClientIP behind
 	// trusted proxies); nil means c.IP(), the peer address.
@@ -124,18 +142,35 @@ func CheckToken(what, tok string) []error {
 	return errs
 }
 
+// The tokens a Guard checks, as OnFailure names them (the label of
+// opsdash_auth_failures_total).
+const (
+	TokenAuth    = "auth"
+	TokenPublish = "publish"
+)
+
 // Guard protects pages, /ws, /sse and /api/v1/topics* (everything but
 // openPaths) when a token is configured. Without one it lets everything
-// through and mounts nothing.
+// through and mounts nothing. It also checks the publish token
+// (AuthorizePublish).
 type Guard struct {
-	enabled   bool
-	token     httpapi.Secret
-	log       *slog.Logger
-	onFailure func()
-	clientIP  func(*fiber.Ctx) string
-	now       func() time.Time
-	sessions  *sessionStore
-	limiter   *failureLimiter
+	enabled    bool
+	log        *slog.Logger
+	onFailure  func(token string)
+	clientIP   func(*fiber.Ctx) string
+	sameOrigin func(*fiber.Ctx) bool
+	now        func() time.Time
+	sessions   *sessionStore
+	auth       tokenCheck // Token
+	publish    tokenCheck // PublishToken
+}
+
+// tokenCheck is one token and the per-address limiter of wrong guesses
+// at it.
+type tokenCheck struct {
+	name    string // TokenAuth or TokenPublish
+	secret  httpapi.Secret
+	limiter *failureLimiter
 }
 
 // New returns the guard of cfg.
@@ -144,7 +179,10 @@ func New(cfg Config) *Guard {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.OnFailure == nil {
-		cfg.OnFailure = func() {}
+		cfg.OnFailure = func(string) {}
+	}
+	if cfg.SameOrigin == nil {
+		cfg.SameOrigin = func(*fiber.Ctx) bool { return true }
 	}
 	if cfg.ClientIP == nil {
 		cfg.ClientIP = func(c *fiber.Ctx) string { return c.IP() }
@@ -153,19 +191,24 @@ func New(cfg Config) *Guard {
 		cfg.SessionTTL = DefaultSessionTTL
 	}
 	return &Guard{
-		enabled:   cfg.Token != "",
-		token:     httpapi.NewSecret(cfg.Token),
-		log:       cfg.Logger,
-		onFailure: cfg.OnFailure,
-		clientIP:  cfg.ClientIP,
-		now:       time.Now,
-		sessions:  newSessionStore(cfg.SessionTTL, maxSessions),
-		limiter:   newFailureLimiter(failBurst, failEvery, maxLimited),
+		enabled:    cfg.Token != "",
+		log:        cfg.Logger,
+		onFailure:  cfg.OnFailure,
+		clientIP:   cfg.ClientIP,
+		sameOrigin: cfg.SameOrigin,
+		now:        time.Now,
+		sessions:   newSessionStore(cfg.SessionTTL, maxSessions),
+		auth:       newTokenCheck(TokenAuth, cfg.Token),
+		publish:    newTokenCheck(TokenPublish, cfg.PublishToken),
 	}
 }
 
+func newTokenCheck(name, token string) tokenCheck {
+	return tokenCheck{name: name, secret: httpapi.NewSecret(token), limiter: newFailureLimiter(failBurst, failEvery, maxLimited)}
+}
+
 // Install adds the guard's middleware and its routes (GET and POST /login,
-// /logout). It must run before any route it protects is registered.
+// POST /logout). It must run before any route it protects is registered.
 func (g *Guard) Install(app *fiber.App) {
 	if !g.enabled {
 		return
@@ -178,7 +221,6 @@ func (g *Guard) Install(app *fiber.App) {
 	})
 	app.Get("/login", g.handleLoginPage)
 	app.Post("/login", g.handleLogin)
-	app.Get("/logout", g.handleLogout)
 	app.Post("/logout", g.handleLogout)
 }
 
@@ -236,12 +278,14 @@ func (g *Guard) check(c *fiber.Ctx) error {
 	return g.refuse(c, "", "this server needs a token: send 'Authorization: Bearer <token>', or sign in at /login", msg)
 }
 
-// authenticate looks at the Authorization header first, then at the
-// session cookie. retry is how long a limited client should wait.
+// authenticate looks at a bearer token in the Authorization header first,
+// then at the session cookie. An Authorization header of another scheme
+// is not meant for opsdash (a proxy's Basic login passes it on): it is
+// neither a credential nor a wrong one. retry is how long a limited client
+// should wait.
 func (g *Guard) authenticate(c *fiber.Ctx) (credential, time.Duration) {
-	if h := c.Get(fiber.HeaderAuthorization); h != "" {
-		tok, _ := httpapi.BearerToken(h) // another scheme is a wrong token too
-		return g.tryToken(c, tok, "header")
+	if tok, ok := httpapi.BearerToken(c.Get(fiber.HeaderAuthorization)); ok {
+		return g.tryToken(c, &g.auth, tok, "header")
 	}
 	if g.sessions.valid(c.Cookies(SessionCookie), g.now()) {
 		return credValid, 0
@@ -249,24 +293,57 @@ func (g *Guard) authenticate(c *fiber.Ctx) (credential, time.Duration) {
 	return credNone, 0
 }
 
-// tryToken checks a presented token under the per-address limit; via says
-// where it came from, for the log.
-func (g *Guard) tryToken(c *fiber.Ctx, tok, via string) (credential, time.Duration) {
+// tryToken checks a presented token against chk under chk's per-address
+// limit; via says where it came from, for the log.
+func (g *Guard) tryToken(c *fiber.Ctx, chk *tokenCheck, tok, via string) (credential, time.Duration) {
 	ip := g.clientIP(c)
 	key := limitKey(ip)
 	now := g.now()
-	if ok, retry := g.limiter.take(key, now); !ok {
-		g.log.Debug("auth: attempt refused, too many wrong tokens", "client_ip", ip, "path", c.Path(), "via", via)
+	if ok, retry := chk.limiter.take(key, now); !ok {
+		g.log.Debug("auth: attempt refused, too many wrong tokens", "client_ip", ip, "path", c.Path(), "via", via, "token", chk.name)
 		return credLimited, retry
 	}
-	if g.token.Matches(tok) {
-		g.limiter.refund(key, now)
+	if chk.secret.Matches(tok) {
+		chk.limiter.refund(key, now)
 		return credValid, 0
 	}
-	g.onFailure()
-	// Never the token: only who, where and how.
-	g.log.Info("auth: wrong token", "client_ip", ip, "path", c.Path(), "via", via)
+	g.onFailure(chk.name)
+	// Never the token: only who, where and how. The limiter bounds these
+	// lines per address.
+	g.log.Info("auth: wrong token", "client_ip", ip, "path", c.Path(), "via", via, "token", chk.name)
 	return credWrong, 0
+}
+
+// AuthorizePublish checks the publish token of a POST /api/v1/publish
+// (httpapi.Config.PublishAuth) as the auth token is checked: a wrong one
+// is answered 401, counted (OnFailure with TokenPublish) and logged, and
+// an address past its wrong guesses gets 429 without the token being
+// looked at. A request without a bearer token gets 401 uncounted. It
+// returns true to let the request through, false once it has answered.
+func (g *Guard) AuthorizePublish(c *fiber.Ctx) bool {
+	tok, ok := httpapi.BearerToken(c.Get(fiber.HeaderAuthorization))
+	cred := credNone
+	var retry time.Duration
+	if ok {
+		cred, retry = g.tryToken(c, &g.publish, tok, "publish")
+	}
+	switch cred {
+	case credValid:
+		return true
+	case credLimited:
+		secs := int(math.Ceil(retry.Seconds()))
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(max(secs, 1)))
+		_ = httpapi.WriteError(c, fiber.StatusTooManyRequests, "rate_limited",
+			fmt.Sprintf("too many wrong tokens from your address: try again in %d s", max(secs, 1)))
+		return false
+	}
+	challenge := `Bearer realm="opsdash publish"`
+	if cred == credWrong {
+		challenge += `, error="invalid_token"`
+	}
+	c.Set(fiber.HeaderWWWAuthenticate, challenge)
+	_ = httpapi.WriteError(c, fiber.StatusUnauthorized, "unauthorized", "a valid Authorization: Bearer token is required")
+	return false
 }
 
 // tokenInQuery returns the name of a query parameter that carries a token.

@@ -70,7 +70,7 @@ func authCall(t *testing.T, app *fiber.App, method, target string, h map[string]
 
 func TestAuthGuardCountsAndLimitsWrongTokens(t *testing.T) {
 	var failures atomic.Int64
-	g := New(Config{Token: testAuthToken, SessionTTL: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnFailure: func() { failures.Add(1) }})
+	g := New(Config{Token: testAuthToken, SessionTTL: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnFailure: func(string) { failures.Add(1) }})
 	clock := newAuthClock()
 	g.now = clock.now
 	app := authApp(g)
@@ -214,7 +214,7 @@ func TestAuthGuardRoutes(t *testing.T) {
 	}
 
 	// Without a token nothing is guarded and no login exists.
-	open := New(Config{SessionTTL: time.Hour, OnFailure: func() { t.Error("failure counted without auth") }})
+	open := New(Config{SessionTTL: time.Hour, OnFailure: func(string) { t.Error("failure counted without auth") }})
 	app = authApp(open)
 	for path, want := range map[string]int{"/": 200, "/api/v1/topics": 200, "/metrics": 200, "/login": 404} {
 		if code, _, _ := authCall(t, app, "GET", path, map[string]string{"Authorization": "Bearer whatever"}, nil); code != want {

@@ -1,10 +1,10 @@
 package auth
 
 import (
-	"net/netip"
 	"sync"
 	"time"
 
+	"github.com/opsdash/opsdash/stream/httpapi"
 	"github.com/opsdash/opsdash/stream/ratelimit"
 )
 
@@ -68,18 +68,6 @@ func (l *failureLimiter) prune(now time.Time) {
 }
 
 // limitKey is the limiter's key for a client address: an IPv6 client by
-// its /64, which one host or home usually owns whole, so that walking
-// through its addresses buys no extra attempts.
-func limitKey(ip string) string {
-	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return ip
-	}
-	a = a.Unmap()
-	if a.Is6() {
-		if p, err := a.Prefix(64); err == nil {
-			return p.String()
-		}
-	}
-	return a.String()
-}
+// its /64 (httpapi.ClientKey, which the per-IP connection limit counts
+// too), so that walking through its addresses buys no extra attempts.
+func limitKey(ip string) string { return httpapi.ClientKey(ip) }

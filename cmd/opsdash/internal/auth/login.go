@@ -43,7 +43,7 @@ func (g *Guard) handleLogin(c *fiber.Ctx) error {
 		}
 		return httpapi.WriteError(c, fiber.StatusUnauthorized, "unauthorized", "the form field token is empty")
 	}
-	cred, retry := g.tryToken(c, tok, "login")
+	cred, retry := g.tryToken(c, &g.auth, tok, "login")
 	switch cred {
 	case credLimited:
 		return g.refuseLimited(c, retry, next)
@@ -71,9 +71,15 @@ func (g *Guard) handleLogin(c *fiber.Ctx) error {
 	return c.Redirect(next, fiber.StatusSeeOther)
 }
 
-// handleLogout ends the request's session, clears the cookie and sends the
-// browser to the login page.
+// handleLogout serves POST /logout: it ends the request's session,
+// clears the cookie and sends the browser to the login page. A request
+// from another site's page is refused (403): its answer would clear the
+// cookie, signing the user out, even though SameSite keeps the cookie
+// itself from being sent.
 func (g *Guard) handleLogout(c *fiber.Ctx) error {
+	if !g.sameOrigin(c) {
+		return httpapi.WriteError(c, fiber.StatusForbidden, "forbidden", "sign out from a page of this server")
+	}
 	if id := c.Cookies(SessionCookie); id != "" {
 		if g.sessions.revoke(id) {
 			g.log.Info("auth: signed out", "client_ip", g.clientIP(c))

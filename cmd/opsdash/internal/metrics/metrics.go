@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/auth"
 	"github.com/opsdash/opsdash/cmd/opsdash/internal/certs"
 	"github.com/opsdash/opsdash/collectors"
 	"github.com/opsdash/opsdash/stream"
@@ -42,7 +43,7 @@ var (
 type Metrics struct {
 	registry *prometheus.Registry
 
-	authFailures  prometheus.Counter
+	authFailures  *prometheus.CounterVec
 	collectorDur  *prometheus.HistogramVec
 	collectorErrs *prometheus.CounterVec
 	writeDur      prometheus.Histogram
@@ -63,10 +64,10 @@ func New(build Build) *Metrics {
 		// no library can add metrics behind our back, and tests can run
 		// several servers in one process.
 		registry: prometheus.NewRegistry(),
-		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "opsdash_auth_failures_total",
-			Help: "Requests refused (401) for a wrong auth token; requests without credentials are not counted.",
-		}),
+			Help: "Requests refused (401) for a wrong token, by token (auth, publish); requests without credentials are not counted.",
+		}, []string{"token"}),
 		collectorDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "opsdash_collector_duration_seconds",
 			Help:    "Duration of collector runs, failed and timed-out ones included.",
@@ -95,6 +96,9 @@ func New(build Build) *Metrics {
 		},
 	})
 	buildInfo.Set(1)
+	for _, tok := range []string{auth.TokenAuth, auth.TokenPublish} {
+		m.authFailures.WithLabelValues(tok) // both series exist from the start, at 0
+	}
 	m.registry.MustRegister(
 		promcollectors.NewGoCollector(),
 		promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}),
@@ -146,8 +150,32 @@ func (o collectorRuns) CollectorRun(name string, took time.Duration, err error) 
 	}
 }
 
-// AuthFailure counts a refused token: pass it as auth.Config.OnFailure.
-func (m *Metrics) AuthFailure() { m.authFailures.Inc() }
+// AuthFailure counts a refused token (auth.TokenAuth or TokenPublish):
+// pass it as auth.Config.OnFailure.
+func (m *Metrics) AuthFailure(token string) { m.authFailures.WithLabelValues(token).Inc() }
+
+// ExportListener exports the counters of the server's listener (an
+// httpapi.AcceptListener's Stats, called at each scrape). Call it once.
+func (m *Metrics) ExportListener(stats func() httpapi.AcceptStats) {
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "opsdash_tcp_connections_open",
+			Help: "TCP connections open, of every kind (HTTP, WebSocket, SSE).",
+		}, func() float64 { return float64(stats().Open) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "opsdash_tcp_connections_limit",
+			Help: "The cap on open TCP connections (--max-open-conns, lowered to fit the file descriptor limit); 0: none.",
+		}, func() float64 { return float64(stats().Limit) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "opsdash_accept_errors_total",
+			Help: "Failed accepts (such as EMFILE: out of file descriptors), each backed off from and retried.",
+		}, func() float64 { return float64(stats().Errors) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "opsdash_accept_cap_waits_total",
+			Help: "Times new connections had to wait because the connection cap was reached.",
+		}, func() float64 { return float64(stats().CapWaits) }),
+	)
+}
 
 // ObserveWrite records one Conn.WriteFrames call: pass it as
 // stream.RegistryConfig.WriteObserver. It runs once per write on the
@@ -205,7 +233,7 @@ type scalarMetric struct {
 
 // refusalReasons are httpapi's refusal reasons, exported at 0 before the
 // first refusal so that the series exist for rate() and alerts.
-var refusalReasons = []string{"origin", "capacity", "per_ip", "draining"}
+var refusalReasons = []string{"origin", "host", "capacity", "per_ip", "draining"}
 
 func newStreamCollector(regStats func() stream.Stats, apiStats func() httpapi.Stats) *streamCollector {
 	counter := func(name, help string, val func(*stream.Stats, *httpapi.Stats) float64) scalarMetric {
@@ -248,6 +276,10 @@ func newStreamCollector(regStats func() stream.Stats, apiStats func() httpapi.St
 				func(r *rs, _ *as) float64 { return float64(r.MailboxDepth) }),
 			gauge("opsdash_reply_queue_depth", "Replies waiting to be written, all sessions.",
 				func(r *rs, _ *as) float64 { return float64(r.ReplyQueueDepth) }),
+			gauge("opsdash_reply_queue_bytes", "JSON bytes of the replies waiting to be written, all sessions.",
+				func(r *rs, _ *as) float64 { return float64(r.ReplyQueueBytes) }),
+			gauge("opsdash_sessions_reading_paused", "Sessions whose requests are not read because their reply queue is full (the client does not read).",
+				func(r *rs, _ *as) float64 { return float64(r.ReadingPaused) }),
 			gauge("opsdash_writers", "Writer goroutines running (sessions with something to write).",
 				func(r *rs, _ *as) float64 { return float64(r.Writers) }),
 			counter("opsdash_write_batches_total", "Successful batched writes (one per Conn.WriteFrames call).",
@@ -264,10 +296,10 @@ func newStreamCollector(regStats func() stream.Stats, apiStats func() httpapi.St
 		connOpen: prometheus.NewDesc("opsdash_connections_open",
 			"Live connections by kind (ws, sse).", []string{"kind"}, nil),
 		closed: prometheus.NewDesc("opsdash_connections_closed_total",
-			"WebSocket connections closed by the server, by close code (1000 normal, 1001 going away, 1003 binary frame, 1007 invalid UTF-8, 1008 policy, 1009 too big, 1011 internal, 1013 over capacity, 4008 write timeout).",
+			"WebSocket connections closed by the server, by close code (1000 normal, 1001 going away, 1002 protocol error, 1003 binary frame, 1007 invalid UTF-8, 1008 policy, 1009 too big, 1011 internal, 1013 over capacity, 4008 write timeout).",
 			[]string{"code"}, nil),
 		refused: prometheus.NewDesc("opsdash_connections_refused_total",
-			"Connections refused, by reason (origin, capacity, per_ip, draining).", []string{"reason"}, nil),
+			"Connections refused, by reason (origin, capacity, per_ip, draining), and requests refused for a foreign Host (host).", []string{"reason"}, nil),
 		sent: prometheus.NewDesc("opsdash_messages_sent_total",
 			"Frames written to clients, by message type.", []string{"type"}, nil),
 		dropped: prometheus.NewDesc("opsdash_updates_dropped_total",

@@ -1,0 +1,30 @@
+package main
+
+// The connection cap and the file descriptor limit. Every connection is a
+// file descriptor; so are the files the collectors read, the listener and,
+// in a fleet, the NATS connections. A process out of descriptors fails to
+// accept (the listener backs off and retries, httpapi.AcceptListener) and
+// fails to read /proc, so the cap on open connections is kept below the
+// limit with a reserve for the rest.
+
+// fdReserveMin and fdReserveDiv size the descriptors kept out of the
+// connection cap: an eighth of the limit, and at least 64.
+const (
+	fdReserveMin = 64
+	fdReserveDiv = 8
+)
+
+// openConnsCap returns the connection cap to use for the flag value want
+// (0: no cap) under a soft descriptor limit of fdLimit (0: unknown), and
+// whether it had to be lowered to fit.
+func openConnsCap(want int, fdLimit uint64) (int, bool) {
+	if fdLimit == 0 {
+		return limitFlag(want), false
+	}
+	fit := int(min(fdLimit, 1<<30)) - max(fdReserveMin, int(min(fdLimit, 1<<30))/fdReserveDiv)
+	fit = max(fit, 1)
+	if want == 0 || want <= fit {
+		return limitFlag(want), false
+	}
+	return fit, true
+}
