@@ -343,7 +343,7 @@ func (r *runner) loop(ctx context.Context, start time.Time) {
 	timer.Stop()
 	defer timer.Stop()
 
-	var next time.Time
+	var next, lastRun time.Time
 	var seenEpoch uint64
 	active := !r.onDemand
 	if active {
@@ -354,10 +354,17 @@ func (r *runner) loop(ctx context.Context, start time.Time) {
 		if r.onDemand {
 			switch wanted, epoch := r.wanted(); {
 			case wanted && (!active || epoch != seenEpoch):
-				// The first subscriber wants a value now, not in an interval.
+				// The first subscriber wants a value now, not in an
+				// interval; but demand that comes and goes (a viewer
+				// toggling proc.top) never runs the collector more often
+				// than its interval: the next run is one interval after
+				// the last, or now if that is past.
 				active, seenEpoch = true, epoch
 				next = time.Now()
-				timer.Reset(0)
+				if due := lastRun.Add(r.interval); !lastRun.IsZero() && due.After(next) {
+					next = due
+				}
+				timer.Reset(time.Until(next))
 			case !wanted && active:
 				active = false
 				timer.Stop()
@@ -371,6 +378,7 @@ func (r *runner) loop(ctx context.Context, start time.Time) {
 			continue
 		case <-timer.C:
 		}
+		lastRun = time.Now()
 		r.runOnce(ctx)
 		if ctx.Err() != nil {
 			return

@@ -431,10 +431,25 @@ func TestSchedulerOnDemand(t *testing.T) {
 		t.Errorf("h.top ran %d more times after its last subscriber left", n-stopped)
 	}
 
-	// Resubscribing gives a sample at once again.
-	s.SetDemand("h.slow", false)
-	s.SetDemand("h.slow", true)
-	coreWaitFor(t, "a sample at once after resubscribing", func() bool { return sink.count("h.slow") == 2 })
+	// Resubscribing after the interval has passed gives a sample at once
+	// again (h.top's 30 ms are long over)...
+	t0 := top.callCount()
+	s.SetDemand("h.top", true)
+	coreWaitFor(t, "a sample at once after resubscribing", func() bool { return top.callCount() > t0 })
+	s.SetDemand("h.top", false)
+	// ...but demand that comes and goes never runs a collector more often
+	// than its interval: h.slow ran less than its hour ago, so however
+	// often it is subscribed again, it is not run (subscribers get the
+	// registry's latest value meanwhile).
+	for range 20 {
+		s.SetDemand("h.slow", false)
+		s.SetDemand("h.slow", true)
+		afterTicks(1)
+	}
+	afterTicks(5)
+	if n := slow.callCount(); n != 1 {
+		t.Errorf("h.slow (interval 1h) ran %d times while its demand flipped, want 1", n)
+	}
 
 	// A collector keeps running while any of its topics is wanted.
 	s.SetDemand("h.multi.b", true)

@@ -285,7 +285,12 @@
     var s = $('[data-seq]', el), ts = $('[data-ts]', el), js = $('[data-json]', el);
     if (s && owned(s, el)) s.textContent = u.seq;
     if (ts && owned(ts, el)) ts.textContent = fmtTime(u.ts);
-    if (js && owned(js, el)) js.textContent = JSON.stringify(u.data, null, js.getAttribute('data-json') === 'pretty' ? 2 : 0);
+    if (js && owned(js, el)) js.textContent = cut(JSON.stringify(u.data, null, js.getAttribute('data-json') === 'pretty' ? 2 : 0), +js.getAttribute('data-json-max'));
+  }
+
+  // cut shortens s to max characters with "…", as the server's preview does (views/budget.go).
+  function cut(s, max) {
+    return max > 0 && s.length > max ? s.slice(0, max) + '\u2026' : s;
   }
 
   // ---- staleness: by the browser's own clock, never the server's ts.

@@ -46,10 +46,24 @@ type TopicView struct {
 
 // newTopicView turns a registry topic into its view at time now.
 func newTopicView(t stream.TopicState, now time.Time) *TopicView {
+	v := newTopicMeta(t, now)
+	v.Raw, v.Data = t.Data, decodeObject(t.Data)
+	return v
+}
+
+// newTopicPreview is a topic's view for a row of the explorer: its value
+// only as a preview of PreviewBytes (budget.go), and not decoded.
+func newTopicPreview(t stream.TopicState, now time.Time) *TopicView {
+	v := newTopicMeta(t, now)
+	v.Raw = previewJSON(t.Data, PreviewBytes)
+	return v
+}
+
+// newTopicMeta is a topic's view without its value.
+func newTopicMeta(t stream.TopicState, now time.Time) *TopicView {
 	v := &TopicView{
 		Name: t.Name, Description: t.Description, IntervalMS: t.IntervalMS,
-		Status: t.Status, Error: t.Error, Seq: t.Seq, TS: t.TS,
-		Raw: t.Data, Data: decodeObject(t.Data), State: t.Status,
+		Status: t.Status, Error: t.Error, Seq: t.Seq, TS: t.TS, State: t.Status,
 	}
 	if t.Status == "ok" && t.IntervalMS > 0 && t.TS > 0 && now.UnixMilli()-t.TS > 3*t.IntervalMS {
 		v.State = "stale"
@@ -260,8 +274,11 @@ type Explorer struct {
 	Pattern string
 	// PatternError says why Pattern was refused; Topics is then empty.
 	PatternError string
-	// Topics are the matching topics, sorted by name.
+	// Topics are the matching topics, sorted by name, each with a preview
+	// of its value, as many as ExplorerBudget allows.
 	Topics []*TopicView
+	// Hidden is the number of matching topics past the budget, not shown.
+	Hidden int
 	// Total is the number of topics before filtering.
 	Total int
 }
@@ -283,12 +300,21 @@ func NewExplorer(src Source, pattern string, now time.Time) Explorer {
 	}
 	all := src.Topics()
 	e.Total = len(all)
+	budget := ExplorerBudget
 	for _, t := range all {
 		if !p.Match(t.Name) {
 			continue
 		}
-		if full, ok := src.Topic(t.Name, 0); ok {
-			e.Topics = append(e.Topics, newTopicView(full, now))
+		full, ok := src.Topic(t.Name, 0)
+		if !ok {
+			continue
+		}
+		v := newTopicPreview(full, now)
+		if cost := rowCost(v); cost <= budget && e.Hidden == 0 {
+			budget -= cost
+			e.Topics = append(e.Topics, v)
+		} else {
+			e.Hidden++ // the rows stay in name order: the rest is counted
 		}
 	}
 	sort.Slice(e.Topics, func(i, j int) bool { return e.Topics[i].Name < e.Topics[j].Name })
@@ -301,8 +327,12 @@ type TopicDetail struct {
 	Meta
 	// Topic is the topic watched.
 	Topic *TopicView
-	// Pretty is its latest value as indented JSON, "" without one.
+	// Pretty is its latest value as indented JSON, "" without one, cut
+	// at TopicValueBytes (Cut says so).
 	Pretty string
+	// Cut: Pretty is not the whole value, which /api/v1/topics/{topic}
+	// serves.
+	Cut bool
 	// Found is false for a topic the registry does not know.
 	Found bool
 	// BaseURL is the server's URL as the browser reached it
@@ -325,7 +355,8 @@ func NewTopicDetail(src Source, name, baseURL string, now time.Time) TopicDetail
 	if len(t.Data) > 0 {
 		var b bytes.Buffer
 		if json.Indent(&b, t.Data, "", "  ") == nil {
-			d.Pretty = b.String()
+			d.Pretty = preview(b.String(), TopicValueBytes)
+			d.Cut = len(d.Pretty) != b.Len()
 		}
 	}
 	return d
