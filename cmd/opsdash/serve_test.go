@@ -36,6 +36,13 @@ func (s *syncBuffer) String() string {
 // its base URL and a function that stops it and returns its exit code.
 func startServer(t *testing.T, args ...string) (string, func() int) {
 	t.Helper()
+	base, stop, _ := startServerLogs(t, args...)
+	return base, stop
+}
+
+// startServerLogs is startServer that also returns the server's log.
+func startServerLogs(t *testing.T, args ...string) (string, func() int, *syncBuffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan string, 1)
 	done := make(chan int, 1)
@@ -64,7 +71,7 @@ func startServer(t *testing.T, args ...string) (string, func() int) {
 		return code
 	}
 	t.Cleanup(func() { stop() })
-	return "http://" + addr, stop
+	return "http://" + addr, stop, logs
 }
 
 func get(t *testing.T, url string) (int, string) {
