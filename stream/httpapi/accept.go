@@ -22,7 +22,8 @@ import (
 //     files, collectors or another listener; ENFILE, ENOBUFS, ENOMEM) is
 //     survived: Accept backs off (5 ms doubling to 1 s) and tries again
 //     instead of returning the error, which fasthttp treats as the end of
-//     the server. Errors are counted, and logged once per burst.
+//     the server. Errors are counted, and logged once per burst (at most
+//     one burst a minute; so is reaching the cap).
 //   - A deadline for the first byte: fasthttp sets a connection's read
 //     deadline only once a request has started (with ReduceMemoryUsage it
 //     waits for the first byte without one), so a connection that never
@@ -86,11 +87,15 @@ type AcceptListener struct {
 	conns map[*acceptedConn]struct{}
 
 	errors, capWaits atomic.Uint64
-	// burst state, used by the goroutine in Accept only (fasthttp calls
-	// Accept from one goroutine; mu is not needed for these)
+	// Burst state, used by the goroutine in Accept only (fasthttp calls
+	// Accept from one goroutine): the failures since the last success,
+	// and when each report was last logged (at most one per logEvery, so
+	// that churn at the limit does not fill the log either).
 	burstErrs  int
 	burstStart time.Time
-	capped     bool // the last Accept waited for a slot
+	errLogged  time.Time
+	capLogged  time.Time
+	capHeld    uint64 // cap waits since the last logged one
 }
 
 // LimitListener wraps l (the listening socket; TLS and WrapListener go on
@@ -139,8 +144,11 @@ func (l *AcceptListener) Accept() (net.Conn, error) {
 		l.errors.Add(1)
 		if l.burstErrs == 0 {
 			l.burstStart = time.Now()
-			l.log.Warn("accepting connections failed; backing off and retrying while open ones close",
-				"err", err, "open", l.open(), "max_open_conns", max(l.cfg.MaxOpen, 0))
+			if time.Since(l.errLogged) >= logEvery {
+				l.errLogged = l.burstStart
+				l.log.Warn("accepting connections failed; backing off and retrying while open ones close",
+					"err", err, "open", l.open(), "max_open_conns", max(l.cfg.MaxOpen, 0))
+			}
 		}
 		l.burstErrs++
 		t := time.NewTimer(backoff)
@@ -162,15 +170,16 @@ func (l *AcceptListener) takeSlot() bool {
 	}
 	select {
 	case l.slots <- struct{}{}:
-		l.capped = false
 		return true
 	default:
 	}
 	l.capWaits.Add(1)
-	if !l.capped {
-		l.capped = true
+	if now := time.Now(); now.Sub(l.capLogged) >= logEvery {
 		l.log.Warn("connection cap reached: new connections wait until open ones close",
-			"max_open_conns", l.cfg.MaxOpen)
+			"max_open_conns", l.cfg.MaxOpen, "held_back", l.capHeld)
+		l.capLogged, l.capHeld = now, 0
+	} else {
+		l.capHeld++
 	}
 	select {
 	case l.slots <- struct{}{}:
@@ -186,13 +195,16 @@ func (l *AcceptListener) giveSlot() {
 	}
 }
 
-// endBurst reports the end of a run of failed accepts.
+// endBurst reports the end of a run of failed accepts, when its start was
+// logged.
 func (l *AcceptListener) endBurst() {
 	if l.burstErrs == 0 {
 		return
 	}
-	l.log.Info("accepting connections again", "failed_accepts", l.burstErrs,
-		"after", time.Since(l.burstStart).Round(time.Millisecond))
+	if !l.errLogged.Before(l.burstStart) {
+		l.log.Info("accepting connections again", "failed_accepts", l.burstErrs,
+			"after", time.Since(l.burstStart).Round(time.Millisecond))
+	}
 	l.burstErrs = 0
 }
 
