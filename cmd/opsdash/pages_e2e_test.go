@@ -61,8 +61,9 @@ type browser struct {
 	wg       sync.WaitGroup
 }
 
-// newBrowser starts Chromium with a fresh profile; it ends with the test.
-func newBrowser(t *testing.T, path string) *browser {
+// newBrowser starts Chromium with a fresh profile and the options extra;
+// it ends with the test.
+func newBrowser(t *testing.T, path string, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
@@ -78,6 +79,7 @@ func newBrowser(t *testing.T, path string) *browser {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 	}
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	b := &browser{}
 	b.ctx, _ = b.watch(actx)                   // the first tab lives as long as the browser
