@@ -20,12 +20,14 @@
 //   - routes.go: the routes of each topic, one per session with a matching
 //     pattern, each holding that session's slot for the topic; kept current
 //     as patterns come and go and topics appear, so a publish needs no
-//     lookup.
+//     lookup. topicindex.go: topics by first token, so that a pattern
+//     visits only its source's topics.
 //   - mailbox.go: a session's pending output: per flowing topic a slot that
 //     holds only the newest unsent value (an older one is dropped as stale:
 //     conflation), the list of slots with something pending, and a short
-//     reply FIFO. Memory per session is bounded by its subscribed topics,
-//     however slowly its client reads.
+//     reply FIFO, bounded in entries and bytes (replyqueue.go). Memory per
+//     session is bounded by its subscribed topics and that FIFO, however
+//     slowly its client reads.
 //   - writer.go: the goroutine that exists only while the mailbox holds
 //     something and hands everything it finds to Conn.WriteFrames in one
 //     call.
@@ -38,7 +40,8 @@
 //     a zero field means.
 //   - session.go: one client connection: Open, Handle (requests, rate
 //     limit), subscribe and unsubscribe, Close.
-//   - protocol.go: client requests decoded, frames encoded.
+//   - protocol.go: client requests decoded, frames encoded; limits.go:
+//     the limits of one request (id length, patterns per request).
 //   - pattern.go: topic syntax and subscription patterns (ValidTopic,
 //     Pattern).
 //   - expire.go: published topics that are no longer published disappear.

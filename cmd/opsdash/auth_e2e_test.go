@@ -14,8 +14,9 @@ import (
 // TestBrowserAuth signs in through the login form in Chromium against the
 // real server with --auth-token, sees the dashboard go live over the
 // session cookie, signs in again through the page's own form after a
-// restart ended the session, follows a link from another site, and signs
-// out. It reuses the browser helpers of pages_e2e_test.go.
+// restart ended the session, follows a link from another site, is not
+// signed out by another site's form, and signs out. It reuses the browser
+// helpers of pages_e2e_test.go.
 func TestBrowserAuth(t *testing.T) {
 	chromium := findChromium(t)
 	args := []string{"--heartbeat", "2s", "--auth-token", testAuthToken}
@@ -88,8 +89,25 @@ func TestBrowserAuth(t *testing.T) {
 		waitJS(t, ctx, "the explorer, signed in", `location.href === `+jsString(base+"/topics")+` && document.querySelector('[data-testid=topic-rows]') && `+liveState)
 	})
 
+	t.Run("another site cannot sign out", func(t *testing.T) {
+		// A page elsewhere posting a form to /logout (a link would be a GET,
+		// which /logout does not answer) is refused, and the session stays.
+		other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Write([]byte(`<!DOCTYPE html><form id="out" method="post" action="` + base + `/logout"></form>` +
+				`<script>document.getElementById('out').submit()</script>`))
+		}))
+		defer other.Close()
+		navigate(t, ctx, strings.Replace(other.URL, "127.0.0.1", "localhost", 1)+"/")
+		waitJS(t, ctx, "the refused sign-out", `location.pathname === '/logout' && document.body.innerText.includes('forbidden')`)
+		navigate(t, ctx, base+"/")
+		waitJS(t, ctx, "the dashboard, still signed in", `document.querySelector('[data-testid=dashboard]')`)
+	})
+
 	t.Run("sign out", func(t *testing.T) {
-		navigate(t, ctx, base+"/logout")
+		// From a page of this server: a form posted to /logout.
+		eval[bool](t, ctx, `(() => { const f = document.createElement('form'); f.method = 'post'; f.action = '/logout';
+			document.body.append(f); f.submit(); return true; })()`)
 		waitJS(t, ctx, "the login page", `location.pathname === '/login' && `+loginPage)
 		navigate(t, ctx, base+"/")
 		waitJS(t, ctx, "the login page instead of the dashboard", loginPage+` && !document.querySelector('[data-testid=dashboard]')`)

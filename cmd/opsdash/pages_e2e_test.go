@@ -218,7 +218,7 @@ const snapshotJS = `[...document.querySelectorAll('[data-f],polyline')].map(e =>
 
 func TestBrowser(t *testing.T) {
 	chromium := findChromium(t)
-	args := []string{"--heartbeat", "2s", "--publish-token", "e2e-token"}
+	args := []string{"--heartbeat", "2s", "--publish-token", "e2e-publish-token-0123"}
 	base, stop := startServer(t, args...)
 	if _, body := get(t, base+"/"); !strings.Contains(body, `data-testid="dashboard"`) {
 		t.Fatal("GET / is not the dashboard: cmd/opsdash/serve.go must call pages.Register(app, reg, log) (see internal/pages)")
@@ -336,7 +336,7 @@ func TestBrowser(t *testing.T) {
 		publish := func(n int) {
 			t.Helper()
 			req, _ := http.NewRequest("POST", base+"/api/v1/publish", strings.NewReader(fmt.Sprintf(`{"topic":"e2e.orders","data":{"count":%d}}`, n)))
-			req.Header.Set("Authorization", "Bearer e2e-token")
+			req.Header.Set("Authorization", "Bearer e2e-publish-token-0123")
 			req.Header.Set("Content-Type", "application/json")
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {

@@ -129,6 +129,12 @@ var allMetricNames = []string{
 	"opsdash_updates_dropped_total",
 	"opsdash_mailbox_depth",
 	"opsdash_reply_queue_depth",
+	"opsdash_reply_queue_bytes",
+	"opsdash_sessions_reading_paused",
+	"opsdash_tcp_connections_open",
+	"opsdash_tcp_connections_limit",
+	"opsdash_accept_errors_total",
+	"opsdash_accept_cap_waits_total",
 	"opsdash_writers",
 	"opsdash_write_batches_total",
 	"opsdash_write_errors_total",
@@ -375,7 +381,7 @@ func TestMetricsAuth(t *testing.T) {
 		if code != http.StatusOK {
 			t.Fatalf("GET /metrics with the token = %d, want 200", code)
 		}
-		failures := value(fams, "opsdash_auth_failures_total")
+		failures := value(fams, "opsdash_auth_failures_total", "token", "auth")
 		for _, auth := range []string{"", "Bearer wrong-token"} {
 			if code, _ := scrape(t, base, auth); code != http.StatusUnauthorized {
 				t.Errorf("GET /metrics with Authorization %q = %d, want 401", auth, code)
@@ -384,7 +390,7 @@ func TestMetricsAuth(t *testing.T) {
 		_, fams = scrape(t, base, "Bearer "+token)
 		// Only the wrong token counts: a request without credentials is
 		// not an attack (a first visit, a cookie from before a restart).
-		if got := value(fams, "opsdash_auth_failures_total"); got != failures+1 {
+		if got := value(fams, "opsdash_auth_failures_total", "token", "auth"); got != failures+1 {
 			t.Errorf("opsdash_auth_failures_total = %v after one missing and one wrong token, want %v", got, failures+1)
 		}
 	})

@@ -5,8 +5,13 @@
 // Package stream does the work (topics, subscriptions, conflating mailboxes,
 // the protocol); this package adapts Fiber and fasthttp to stream's
 // write-side Conn interface and enforces the limits that belong at the edge:
-// Origin, connections in total and per client IP, frame size, UTF-8, binary
-// frames, liveness, handshake and write timeouts.
+// Origin and Host (hostcheck.go), connections in total and per client IP,
+// frame size, UTF-8, binary frames, liveness, handshake and write timeouts,
+// request bodies (bodylimit.go), what a publish may carry
+// (publishcheck.go), and, under everything, the listener's cap on open
+// connections, back-off on accept errors and first-byte deadline
+// (accept.go). Refusals are logged at most once a minute per client and
+// cause (loglimit.go).
 //
 // fasthttp neither tracks nor closes hijacked (WebSocket) connections, and an
 // SSE stream outlives its handler, so Server keeps its own registry of live
@@ -18,7 +23,9 @@
 //	app := fiber.New(srv.FiberConfig(fiber.Config{}))
 //	srv.LimitBodies(app) // body limits decided before bodies are read
 //	srv.Register(app)
+//	app.Use(srv.HostGuard("/healthz", "/readyz")) // with Config.CheckHost
 //	ln, _ := httpapi.Listen("tcp", ":8080", httpapi.DefaultSendBuffer) // caps SO_SNDBUF, enables corking
+//	// (cmd/opsdash puts LimitListener under it: net.Listen, LimitListener, WrapListener)
 //	go app.Listener(ln)
 //	…
 //	srv.Drain(ctx) // WebSockets closed with 1001, SSE streams ended
