@@ -488,3 +488,53 @@ func TestBodiesAreReadAfterAuth(t *testing.T) {
 		t.Errorf("publish with the right token: %d %s", code, ec)
 	}
 }
+
+// TestUnreadResponseIsCut: a client that asks for a large page and never
+// reads it must not hold the connection (and the rendered page) forever:
+// writing a response has the write timeout, as every other stage of a
+// connection has its deadline. A stream that writes within the timeout
+// (SSE, with its heartbeat) is not cut.
+func TestUnreadResponseIsCut(t *testing.T) {
+	base, _ := startServer(t, "--publish-token", testPublishToken, "--write-timeout", "1s", "--heartbeat", "1500ms")
+	v := quotedValue(60000)
+	for i := 0; i < 64; i += 16 {
+		var items []string
+		for j := i; j < i+16; j++ {
+			items = append(items, fmt.Sprintf(`{"topic":"app.v%02d","data":%s}`, j, v))
+		}
+		if code, ec := publishBody(t, base, testPublishToken, "["+strings.Join(items, ",")+"]"); code != 200 {
+			t.Fatalf("publish: %d %s", code, ec)
+		}
+	}
+	sse, err := http.Get(base + "/sse?topics=app.v00")
+	if err != nil || sse.StatusCode != 200 {
+		t.Fatalf("SSE: %v", err)
+	}
+	defer sse.Body.Close()
+
+	open0 := value(mustScrape(t, base), "opsdash_tcp_connections_open")
+	c := smallRcvbufConn(t, strings.TrimPrefix(base, "http://"))
+	// Pipelined requests for about 4 MiB the client will not read.
+	var reqs strings.Builder
+	for i := range 32 {
+		fmt.Fprintf(&reqs, "GET /api/v1/topics/app.v%02d?history=1000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", i)
+	}
+	if _, err := io.WriteString(c, reqs.String()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the unread response's connection to be closed by the server", func() bool {
+		return value(mustScrape(t, base), "opsdash_tcp_connections_open") <= open0
+	})
+	// The SSE stream, quiet for longer than the write timeout, still lives.
+	r := bufio.NewReader(sse.Body)
+	pings := 0
+	for pings < 2 {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the SSE stream ended: %v", err)
+		}
+		if strings.HasPrefix(line, ": ping") {
+			pings++
+		}
+	}
+}

@@ -238,8 +238,13 @@ func New(cfg Config) *Server {
 //     fasthttp raise themselves (unknown route, body too large, timeouts)
 //     are JSON too, and a publish refused for its body size is asked for
 //     its token first (bodylimit.go);
-//   - no WriteTimeout: fasthttp applies it to a whole response, which would
-//     cut SSE streams; this package sets a deadline per write itself;
+//   - WriteTimeout = WriteTimeout when base has none: writing a response
+//     (a page, a JSON answer, a WebSocket upgrade) to a client that does
+//     not read it is cut then, rather than holding the connection and the
+//     response forever. fasthttp sets it once per response; an SSE stream
+//     sets it again before each of its writes (every heartbeat at least)
+//     and a WebSocket before each of its own, so neither is cut while it
+//     is written to;
 //   - ReduceMemoryUsage: otherwise fasthttp hands its 4 KiB request reader
 //     over to every upgraded WebSocket for its whole life (measured: 20 KiB
 //     per idle subscribed connection instead of 16 KiB; see
@@ -258,7 +263,9 @@ func (s *Server) FiberConfig(base fiber.Config) fiber.Config {
 	if base.ErrorHandler == nil {
 		base.ErrorHandler = s.handleError
 	}
-	base.WriteTimeout = 0
+	if base.WriteTimeout <= 0 {
+		base.WriteTimeout = s.cfg.WriteTimeout
+	}
 	base.ReduceMemoryUsage = true
 	return base
 }
