@@ -131,7 +131,7 @@ func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
 // parseArgs reads the scenario (first argument or after the flags) and flags.
 func parseArgs(args []string, stderr io.Writer) (options, bool, error) {
-	o := options{Token: "load-test-token"}
+	o := options{Token: "load-test-token-0123"}
 	var asJSON bool
 	var serverArgs stringsFlag
 	fs := flag.NewFlagSet("opsdash-load", flag.ContinueOnError)
