@@ -16,9 +16,10 @@ import (
 // logged after the first.
 const logEvery = time.Minute
 
-// maxLogKeys bounds the limiter's table. When it is full of clients seen
-// within logEvery (many addresses at once), the other clients' lines share
-// one key, so the log still gets at most one line per logEvery for them.
+// maxLogKeys bounds the limiter's table (plus the key the others share).
+// When it is full of clients seen within logEvery (many addresses at
+// once), the other clients' lines share one key, so the log still gets at
+// most one line per logEvery for them.
 const maxLogKeys = 4096
 
 // otherClients is the key that clients share when the table is full.
@@ -34,8 +35,9 @@ type logEntry struct {
 // logLimiter decides which refusal lines get logged. The zero value is
 // ready to use.
 type logLimiter struct {
-	mu   sync.Mutex
-	seen map[logKey]*logEntry
+	mu     sync.Mutex
+	seen   map[logKey]*logEntry
+	pruned time.Time // the last pruneLocked: at most one a second, so a full table costs no scan per request
 }
 
 // allow reports whether to log a line for client (an IP address) and
@@ -49,7 +51,8 @@ func (l *logLimiter) allow(client, cause string, now time.Time) (bool, int) {
 	k := logKey{ClientKey(client), cause}
 	e := l.seen[k]
 	if e == nil {
-		if len(l.seen) >= maxLogKeys {
+		if len(l.seen) >= maxLogKeys && now.Sub(l.pruned) >= time.Second {
+			l.pruned = now
 			l.pruneLocked(now)
 		}
 		if len(l.seen) >= maxLogKeys {

@@ -18,6 +18,10 @@ type failureLimiter struct {
 
 	mu      sync.Mutex
 	buckets map[string]*ratelimit.Bucket
+	// pruned is when prune last scanned the table: at most once a second,
+	// so that a full table (many addresses at once) costs a new address
+	// one eviction, not a scan of every bucket.
+	pruned time.Time
 }
 
 func newFailureLimiter(burst int, every time.Duration, max int) *failureLimiter {
@@ -54,9 +58,12 @@ func (l *failureLimiter) refund(key string, now time.Time) {
 // all are in use (many addresses at once: each keeps its own limit only
 // while the table has room). The caller holds mu.
 func (l *failureLimiter) prune(now time.Time) {
-	for k, b := range l.buckets {
-		if b.Full(l.limit, now) {
-			delete(l.buckets, k)
+	if now.Sub(l.pruned) >= time.Second {
+		l.pruned = now
+		for k, b := range l.buckets {
+			if b.Full(l.limit, now) {
+				delete(l.buckets, k)
+			}
 		}
 	}
 	if len(l.buckets) >= l.max {
