@@ -37,6 +37,20 @@ func TestOpenConnsCap(t *testing.T) {
 	}
 }
 
+// buildBinary builds opsdash (static, as the image's) into a temporary
+// directory and returns its path; the build cache makes the second build
+// of a test run quick.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "opsdash")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
 // fdLimitedServer builds the binary and runs it with a hard descriptor
 // limit of 256 (the limit Go raises the soft one to), as `ulimit -n 256;
 // exec opsdash serve …` would: the way to run out of descriptors without
@@ -46,12 +60,7 @@ func fdLimitedServer(t *testing.T, args ...string) *process {
 	if testing.Short() {
 		t.Skip("builds the binary; skipped with -short")
 	}
-	bin := filepath.Join(t.TempDir(), "opsdash")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	argv := append([]string{"-c", `ulimit -n 256 && exec "$0" serve "$@"`, bin,
 		"--listen", "127.0.0.1:0", "--log-format", "json", "--host-id", "fdtest", "--max-conns-per-ip", "0"}, args...)
 	cmd := exec.Command("/bin/sh", argv...)

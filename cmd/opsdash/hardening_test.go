@@ -135,6 +135,21 @@ func quotedValue(n int) string {
 	return `{"items":["é"` + strings.Repeat(`,"é"`, (n-16)/5) + `]}`
 }
 
+// publishValues publishes value on n topics named by topic(i), perRequest
+// items to a request.
+func publishValues(t *testing.T, base string, n, perRequest int, topic func(i int) string, value string) {
+	t.Helper()
+	for i := 0; i < n; i += perRequest {
+		var items []string
+		for j := i; j < min(i+perRequest, n); j++ {
+			items = append(items, fmt.Sprintf(`{"topic":%q,"data":%s}`, topic(j), value))
+		}
+		if code, ec := publishBody(t, base, testPublishToken, "["+strings.Join(items, ",")+"]"); code != 200 {
+			t.Fatalf("publish: %d %s", code, ec)
+		}
+	}
+}
+
 // TestExplorerPageIsBounded: 300 published topics of 64 KiB used to make
 // one /topics page 75 MiB of HTML (and the server hundreds of MiB per view).
 // The page now shows a preview of each value within its byte budget, and a
@@ -142,16 +157,8 @@ func quotedValue(n int) string {
 func TestExplorerPageIsBounded(t *testing.T) {
 	base, _ := startServer(t, "--publish-token", testPublishToken, "--max-topics", "0")
 	v := quotedValue(64000)
-	const n, perRequest = 300, 15
-	for i := 0; i < n; i += perRequest {
-		var items []string
-		for j := i; j < i+perRequest; j++ {
-			items = append(items, fmt.Sprintf(`{"topic":"app-%03d.orders","data":%s}`, j, v))
-		}
-		if code, ec := publishBody(t, base, testPublishToken, "["+strings.Join(items, ",")+"]"); code != 200 {
-			t.Fatalf("publish: %d %s", code, ec)
-		}
-	}
+	const n = 300
+	publishValues(t, base, n, 15, func(i int) string { return fmt.Sprintf("app-%03d.orders", i) }, v)
 	code, page := get(t, base+"/topics")
 	t.Logf("/topics with %d topics of %d KiB: %d KiB of HTML", n, len(v)>>10, len(page)>>10)
 	if code != 200 || len(page) > 1<<20 {
@@ -303,16 +310,7 @@ func TestDrainEndsStuckConnections(t *testing.T) {
 	}
 	// About 4 MiB for a client that reads nothing: the server's write to
 	// it is stuck long before that.
-	v := quotedValue(60000)
-	for i := 0; i < 64; i += 16 {
-		var items []string
-		for j := i; j < i+16; j++ {
-			items = append(items, fmt.Sprintf(`{"topic":"app.v%02d","data":%s}`, j, v))
-		}
-		if code, ec := publishBody(t, base, testPublishToken, "["+strings.Join(items, ",")+"]"); code != 200 {
-			t.Fatalf("publish: %d %s", code, ec)
-		}
-	}
+	publishValues(t, base, 64, 16, func(i int) string { return fmt.Sprintf("app.v%02d", i) }, quotedValue(60000))
 	eventually(t, "the SSE write to be under way", func() bool {
 		return value(mustScrape(t, base), "opsdash_writers") >= 1
 	})
@@ -496,16 +494,7 @@ func TestBodiesAreReadAfterAuth(t *testing.T) {
 // (SSE, with its heartbeat) is not cut.
 func TestUnreadResponseIsCut(t *testing.T) {
 	base, _ := startServer(t, "--publish-token", testPublishToken, "--write-timeout", "1s", "--heartbeat", "1500ms")
-	v := quotedValue(60000)
-	for i := 0; i < 64; i += 16 {
-		var items []string
-		for j := i; j < i+16; j++ {
-			items = append(items, fmt.Sprintf(`{"topic":"app.v%02d","data":%s}`, j, v))
-		}
-		if code, ec := publishBody(t, base, testPublishToken, "["+strings.Join(items, ",")+"]"); code != 200 {
-			t.Fatalf("publish: %d %s", code, ec)
-		}
-	}
+	publishValues(t, base, 64, 16, func(i int) string { return fmt.Sprintf("app.v%02d", i) }, quotedValue(60000))
 	sse, err := http.Get(base + "/sse?topics=app.v00")
 	if err != nil || sse.StatusCode != 200 {
 		t.Fatalf("SSE: %v", err)

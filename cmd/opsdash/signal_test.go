@@ -6,9 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -133,12 +131,7 @@ func TestSIGTERMExitsCleanly(t *testing.T) {
 		t.Skip("builds the binary; skipped with -short")
 	}
 	const drainTimeout = 5 * time.Second
-	bin := filepath.Join(t.TempDir(), "opsdash")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--drain-timeout", drainTimeout.String())
 	cmd.Env = []string{"OPSDASH_HOST_ID=sigtest"} // an empty environment otherwise, as in a container
 	p := startProcess(t, cmd)
