@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"github.com/opsdash/opsdash/stream/httpapi/certtest"
 )
 
 // hostRequest sends method path to base naming host in the Host header,
@@ -525,5 +527,41 @@ func TestUnreadResponseIsCut(t *testing.T) {
 		if strings.HasPrefix(line, ": ping") {
 			pings++
 		}
+	}
+}
+
+// TestEveryStageHasADeadline (finding 1): a connection is cut at
+// --handshake-timeout whatever stage it stops in: before its first byte
+// (which fasthttp alone never timed out), in its headers, in its body, in
+// a WebSocket upgrade, in a TLS handshake.
+func TestEveryStageHasADeadline(t *testing.T) {
+	dir := t.TempDir()
+	pair := certtest.WriteSelfSigned(t, dir, "self")
+	plain, _ := startServer(t, "--handshake-timeout", "500ms")
+	tlsBase, _ := startServer(t, "--handshake-timeout", "500ms", "--tls-cert", pair.Cert, "--tls-key", pair.Key)
+	for _, tt := range []struct{ name, base, sent string }{
+		{"nothing sent", plain, ""},
+		{"headers half sent", plain, "GET /api/v1/topics HTTP/1.1\r\nHost: 127.0.0.1\r\n"},
+		{"body half sent", plain, "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ntoken="},
+		{"upgrade half sent", plain, "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"},
+		{"TLS handshake half sent", tlsBase, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"},
+		{"TLS: nothing sent", tlsBase, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", tt.base[strings.Index(tt.base, "//")+2:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := io.WriteString(c, tt.sent); err != nil {
+				t.Fatal(err)
+			}
+			// The server closes it (after an error answer, if any): the
+			// read ends well before this deadline.
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.Copy(io.Discard, c); err != nil {
+				t.Errorf("the connection stayed open: %v", err)
+			}
+		})
 	}
 }
