@@ -56,10 +56,10 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer, getenv func
 
 // drainForceAfter is when, into a drain of timeout, the connections still
 // open are closed: early enough that fasthttp (which looks every 100 ms)
-// sees them gone before the timeout, a tenth of it before, between 300 ms
-// and 1 s.
+// sees them gone before the timeout, on a busy machine too: a tenth of it
+// before, between 500 ms and 1 s (at most half of it).
 func drainForceAfter(timeout time.Duration) time.Duration {
-	margin := min(max(timeout/10, 300*time.Millisecond), time.Second, timeout/2)
+	margin := min(max(timeout/10, 500*time.Millisecond), time.Second, timeout/2)
 	return timeout - margin
 }
 

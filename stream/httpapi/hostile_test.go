@@ -167,7 +167,7 @@ func TestRateLimitTenThenClose(t *testing.T) {
 // ping; after four server pings (more than the 2.5 heartbeats of the read
 // timeout) the connection must still be open.
 func TestClientPingFramesKeepTheConnection(t *testing.T) {
-	e := newEnv(t, func(c *httpapi.Config, _ *stream.RegistryConfig) { c.Heartbeat = 200 * time.Millisecond })
+	e := newEnv(t, func(c *httpapi.Config, _ *stream.RegistryConfig) { c.Heartbeat = 400 * time.Millisecond })
 	c := e.dialHello(t)
 	pings := make(chan struct{}, 16)
 	c.c.SetPingHandler(func(string) error { // no pong: only the client's own pings show it is alive
