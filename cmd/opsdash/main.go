@@ -8,6 +8,7 @@
 //	opsdash watch [--server URL] [--json] PATTERN...
 //	opsdash healthcheck [--server URL] [--ca FILE]
 //	opsdash version
+//	opsdash help                (or --help, -h)
 //
 // Every flag can also be set with an OPSDASH_* environment variable
 // (--listen ↔ OPSDASH_LISTEN); a flag on the command line wins.
