@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # opsdash: one static binary on a distroless base, run as non-root.
-# Build:  docker build -t opsdash .
+# Build (docs/deploy.md#in-a-container):
+#   docker build -t opsdash --build-arg VERSION=1.2.0 --build-arg COMMIT=$(git rev-parse --short HEAD) \
+#     --build-arg DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ) .
 # Watch the host: see deploy/compose.yaml and docs/deploy.md.
 
 FROM golang:1.26-bookworm AS build
@@ -24,12 +26,18 @@ LABEL org.opencontainers.image.title="opsdash" \
       org.opencontainers.image.revision="${COMMIT}" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/opsdash /usr/local/bin/opsdash
-USER nonroot:nonroot
+# distroless' nonroot, by number: Kubernetes' runAsNonRoot can check a uid,
+# not a name.
+USER 65532:65532
 EXPOSE 8080
-# --server spells out the default. healthcheck runs with the server's
-# environment and follows it: OPSDASH_LISTEN's port, and https accepting only
-# the certificate in OPSDASH_TLS_CERT (self-signed or not); or OPSDASH_SERVER.
+# serve writes where it listens to this file and healthcheck reads it, so
+# the check finds the server whether its port came from OPSDASH_LISTEN or
+# from `serve --listen :9090` on the command line (and pins its --tls-cert).
+# A read-only root needs a tmpfs on /tmp (deploy/compose.yaml has one).
+ENV OPSDASH_ADDR_FILE=/tmp/opsdash.addr
+# No --server here: an explicit --server is asked as given and would beat
+# the address file, OPSDASH_LISTEN and OPSDASH_SERVER.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-  CMD ["/usr/local/bin/opsdash", "healthcheck", "--server", "http://127.0.0.1:8080"]
+  CMD ["/usr/local/bin/opsdash", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/opsdash"]
 CMD ["serve"]

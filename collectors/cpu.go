@@ -12,9 +12,12 @@ import (
 )
 
 // CPUData is the payload of <host>.cpu: how the host's CPU time was spent
-// since the previous sample, in percent of all cores' time.
+// since the previous sample, in percent of all cores' time. The shares
+// (all but UsagePct and Cores) add up to 100.
 type CPUData struct {
-	// UsagePct is the busy share: 100 - idle_pct - iowait_pct.
+	// UsagePct is the busy share: 100 - idle_pct - iowait_pct, which is
+	// user + nice + system + irq + softirq + steal (the parts the
+	// dashboard shows).
 	UsagePct   float64 `json:"usage_pct"`
 	UserPct    float64 `json:"user_pct"`
 	NicePct    float64 `json:"nice_pct"`
@@ -96,7 +99,7 @@ func newCPU(cfg Config, s spec) *cpuCollector {
 
 func (c *cpuCollector) Topics() []TopicInfo {
 	return []TopicInfo{
-		c.declare(c.topic, "CPU time shares of all cores: usage, user, system, iowait, steal, idle (pct)"),
+		c.declare(c.topic, "CPU time shares of all cores: usage (busy) = user + nice + system + irq + softirq + steal; also iowait, idle (pct)"),
 		c.declare(c.coresTopic, "CPU usage per logical core (pct)"),
 	}
 }

@@ -87,6 +87,10 @@ func TestCPUOnThisMachine(t *testing.T) {
 		if math.Abs(d.UsagePct-(100-d.IdlePct-d.IowaitPct)) > 0.02 {
 			t.Errorf("run %d: usage_pct %v != 100 - idle - iowait", run, d.UsagePct)
 		}
+		// The dashboard shows busy as these six parts: they must add up.
+		if parts := d.UserPct + d.NicePct + d.SystemPct + d.IrqPct + d.SoftirqPct + d.StealPct; math.Abs(d.UsagePct-parts) > 0.04 {
+			t.Errorf("run %d: usage_pct %v, but user+nice+system+irq+softirq+steal = %v", run, d.UsagePct, parts)
+		}
 		if d.Cores < runtime.NumCPU() {
 			t.Errorf("run %d: cores = %d, fewer than the %d this process may use", run, d.Cores, runtime.NumCPU())
 		}

@@ -470,9 +470,17 @@
 
   // ---- page-specific parts
 
-  var onHello = function () {};
+  // Every page asks for the topic list right after its subscribe, to learn
+  // each card's status: the snapshot carries values only, and status frames
+  // say changes, so a topic that turned failing (or, on demand, pending)
+  // between the page's render and its subscription would otherwise keep
+  // the state it was rendered with. The explorer replaces both.
+  var onHello = function () { send({ type: 'list', id: 'l' + nextID++ }); };
   var onUpdate = function () {};
-  var onTopics = function () {};
+  var onTopics = function (ts) {
+    ts.forEach(function (t) { if (cardsFor(t.name).length) status[t.name] = { status: t.status, error: t.error || '' }; });
+    markStale();
+  };
   var onError = function () {};
 
   // Dashboard: the process table switches between the payload's by_cpu and

@@ -13,15 +13,25 @@ import (
 // Charts are SVG polylines in a fixed viewBox of (seconds, percent of the
 // chart's height): x runs from 0 (ChartWindowS ago) to ChartWindowS (the
 // newest value) in whole seconds, y from 0 to -100 (SVG's y grows
-// downwards) with one decimal. The server
+// downwards) with one decimal, inside a small margin (ChartViewBox). The server
 // draws them from the registry's history for the first paint; static/app.js
 // (drawChart) redraws them with the same arithmetic as values arrive.
 
 // ChartWindowS is how many seconds of history a chart shows.
 const ChartWindowS = 300
 
-// ChartViewBox is every chart's SVG viewBox.
-var ChartViewBox = "0 -100 " + strconv.Itoa(ChartWindowS) + " 100"
+// ChartViewBox is every chart's SVG viewBox: the drawing area (y 0 to
+// -100) plus a margin above and below, so that a line at 100% (a CPU busy
+// to the full) or at 0 is drawn whole rather than cut in half by the
+// chart's edge. The margins are a few pixels at the chart's height.
+var ChartViewBox = "0 " + strconv.Itoa(-100-chartMarginTop) + " " + strconv.Itoa(ChartWindowS) + " " + strconv.Itoa(100+chartMarginTop+chartMarginBottom)
+
+// chartMarginTop and chartMarginBottom are the viewBox's margins, in
+// percent of the drawing area's height.
+const (
+	chartMarginTop    = 6
+	chartMarginBottom = 4
+)
 
 // chartMaxPoints bounds the points of one polyline: a chart is a few hundred
 // pixels wide, and every point costs page weight.

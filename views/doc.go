@@ -59,7 +59,11 @@
 //   - A card is stale when nothing arrived for its topic for 3 intervals by
 //     the browser's own clock (the server's ts is another clock), or
 //     failing with its error. The server renders the same judgement at first
-//     paint by its own clock.
+//     paint by its own clock. Right after subscribing the script asks for
+//     the topic list and takes every card's status from it (the snapshot
+//     carries values only; status frames carry changes after it), so a
+//     topic that turned failing, or pending on demand, between render and
+//     subscription shows it.
 //   - The script sends a protocol ping every heartbeat_ms and treats twice
 //     that without any frame as a dead connection; it then reconnects with
 //     full-jitter exponential backoff (random in [0, min(30 s, 0.5 s·2^n)]),

@@ -45,6 +45,7 @@ const minFrameBytes = 1024
 // serveConfig is everything `opsdash serve` can be told.
 type serveConfig struct {
 	Listen           string
+	AddrFile         string // --addr-file: where serve writes its address for healthcheck (addrfile.go)
 	HostID           string
 	NetInclude       envflag.List
 	AllowedOrigins   envflag.List
@@ -89,6 +90,8 @@ type serveConfig struct {
 func newServeFlags(cfg *serveConfig) *flag.FlagSet {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.Listen, "listen", defaultListen, "address to serve on (host:port)")
+	fs.StringVar(&cfg.AddrFile, "addr-file", "", "write the local URL (and --tls-cert) to this `file` once serving, removed on exit; "+
+		"opsdash healthcheck with the same setting asks that server, whichever way its port was given (the image sets OPSDASH_ADDR_FILE)")
 	fs.StringVar(&cfg.HostID, "host-id", "", "host id, the first token of this host's topics (default: the hostname, or $HOST_ETC/hostname)")
 	fs.Var(&cfg.NetInclude, "net-include", "comma-separated interface name patterns (e.g. 'veth*,docker0') to report although virtual or loopback")
 	fs.Var(&cfg.AllowedOrigins, "allowed-origins", "comma-separated extra browser origins allowed to open /ws and /sse (e.g. https://ops.example.com)")

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,9 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
+	"go.yaml.in/yaml/v3"
 )
 
 // No Docker engine runs where these tests run. What can be checked without
@@ -236,8 +238,8 @@ func TestDockerfile(t *testing.T) {
 			t.Fatalf("final stage copies nothing from %s", builder.name)
 		}
 
-		if uid := imageUser(t, final); uid == 0 {
-			t.Error("the image runs as root")
+		if uid := imageUser(t, final); uid != distrolessNonroot {
+			t.Errorf("USER uid %d, want distroless' nonroot %d", uid, distrolessNonroot)
 		}
 
 		exposed := ""
@@ -260,8 +262,16 @@ func TestDockerfile(t *testing.T) {
 		if !hc[0].Attributes["json"] || len(a) < 3 || a[0] != "CMD" || a[1] != bin || a[2] != "healthcheck" {
 			t.Fatalf("HEALTHCHECK %v, want CMD [%q, \"healthcheck\", …] in exec form (the image has no shell)", a, bin)
 		}
-		if u := healthcheckURL(a[3:]); u == nil || u.Port() != exposed || u.Hostname() != "127.0.0.1" {
-			t.Errorf("HEALTHCHECK asks %v, want http://127.0.0.1:%s (the exposed port)", u, exposed)
+		// An explicit --server would be asked as given, whatever port or
+		// TLS the container's server was started with.
+		if slices.ContainsFunc(a[3:], func(s string) bool { return strings.HasPrefix(strings.TrimLeft(s, "-"), "server") }) {
+			t.Errorf("HEALTHCHECK %v passes --server: it would beat the address file and OPSDASH_LISTEN", a)
+		}
+		// serve writes its address where healthcheck reads it: a path
+		// the image's user can write, in a directory the image has.
+		addrFile := envValue(imageEnv(t, final), "OPSDASH_ADDR_FILE")
+		if filepath.Dir(addrFile) != "/tmp" {
+			t.Errorf("ENV OPSDASH_ADDR_FILE=%q, want a file in /tmp (distroless' only directory every user may write)", addrFile)
 		}
 		for _, want := range []string{"--interval=", "--timeout=", "--start-period="} {
 			if !slices.ContainsFunc(hc[0].Flags, func(f string) bool { return strings.HasPrefix(f, want) }) {
@@ -290,56 +300,95 @@ func TestDockerfile(t *testing.T) {
 				t.Errorf("no OCI label org.opencontainers.image.%s (labels: %v)", k, labels)
 			}
 		}
+		checkLicense(t, root, labels["org.opencontainers.image.licenses"])
 	})
 }
 
-// imageUser resolves the final stage's USER to a uid.
+// checkLicense: the repository's LICENSE is the full text of the license
+// the image's label names (only Apache-2.0 is known here).
+func checkLicense(t *testing.T, root, spdx string) {
+	t.Helper()
+	if spdx != "Apache-2.0" {
+		t.Fatalf("the image's license label says %q; this test knows how to check Apache-2.0 only", spdx)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "LICENSE"))
+	if err != nil {
+		t.Fatalf("the image says %s but the repository has no LICENSE: %v", spdx, err)
+	}
+	text := string(b)
+	for _, want := range []string{
+		"Apache License\n                           Version 2.0, January 2004\n",
+		"TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION",
+		"9. Accepting Warranty or Additional Liability.",
+		"END OF TERMS AND CONDITIONS",
+		"Copyright 2026 The opsdash authors\n",
+		"limitations under the License.\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("LICENSE is not the full Apache-2.0 text with the project's copyright: no %q", want)
+		}
+	}
+	if n := strings.Count(text, "\n"); n != 201 {
+		t.Errorf("LICENSE has %d lines, the standard Apache-2.0 text 201", n)
+	}
+}
+
+// imageEnv returns the ENV of a stage as NAME=value, values expanded with
+// the stage's ARG defaults.
+func imageEnv(t *testing.T, s dockerStage) []string {
+	t.Helper()
+	var env []string
+	for _, n := range s.find("ENV") {
+		// key, value, "=" triplets, as for LABEL.
+		for a := args(n); len(a) >= 2; a = a[min(3, len(a)):] {
+			v, _, err := shell.NewLex('\\').ProcessWord(a[1], shell.EnvsFromSlice(argDefaults(s)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			env = append(env, a[0]+"="+v)
+		}
+	}
+	return env
+}
+
+// envValue is NAME's value in env (NAME=value entries; the last wins).
+func envValue(env []string, name string) string {
+	v := ""
+	for _, kv := range env {
+		if k, val, _ := strings.Cut(kv, "="); k == name {
+			v = val
+		}
+	}
+	return v
+}
+
+// imageUser is the final stage's USER, which must be numeric uid:gid with
+// both equal: a name needs the image's /etc/passwd and makes Kubernetes'
+// runAsNonRoot ask for runAsUser.
 func imageUser(t *testing.T, final dockerStage) int {
 	t.Helper()
 	users := final.find("USER")
 	if len(users) == 0 {
 		t.Fatal("no USER: the image would run as root")
 	}
-	user, _, _ := strings.Cut(args(users[len(users)-1])[0], ":")
-	switch {
-	case user == "root":
-		return 0
-	case user == "nonroot" && strings.HasPrefix(final.base, "gcr.io/distroless/"):
-		return distrolessNonroot
-	}
+	u := args(users[len(users)-1])[0]
+	user, group, _ := strings.Cut(u, ":")
 	uid, err := strconv.Atoi(user)
-	if err != nil {
-		t.Fatalf("USER %q: a name this test does not know; use a uid or distroless' nonroot", user)
+	if err != nil || group != user {
+		t.Fatalf("USER %q: want a numeric uid:gid such as %d:%d, not a name", u, distrolessNonroot, distrolessNonroot)
 	}
 	return uid
-}
-
-// healthcheckURL returns the --server URL of healthcheck arguments.
-func healthcheckURL(args []string) *url.URL {
-	for i, a := range args {
-		v, ok := strings.CutPrefix(a, "--server=")
-		if !ok && a == "--server" && i+1 < len(args) {
-			v, ok = args[i+1], true
-		}
-		if ok {
-			u, err := url.Parse(v)
-			if err != nil {
-				return nil
-			}
-			return u
-		}
-	}
-	return nil
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
 // TestContainerBinary builds the binary exactly as the Dockerfile's builder
-// does (its `go build` line, parsed, with its environment) and runs it as
-// the image does: ENTRYPOINT and CMD, an empty environment but HOST_PROC
-// at the host's /proc and OPSDASH_LISTEN, as the image's non-root user.
-// It must serve, become ready, pass the image's HEALTHCHECK command and
-// drain on SIGTERM with exit code 0.
+// does (its `go build` line, parsed, with its environment and the VERSION
+// and DATE build args) and runs it as `docker run IMAGE serve --listen ADDR`
+// would: the ENTRYPOINT, the image's ENV and HOST_PROC at the host's /proc,
+// as the image's non-root user. It must serve on ADDR, become ready, pass
+// the image's HEALTHCHECK command run with the same environment (which
+// cannot see the --listen flag) and drain on SIGTERM with exit code 0.
 func TestContainerBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary; skipped with -short")
@@ -350,8 +399,8 @@ func TestContainerBinary(t *testing.T) {
 		t.Fatal("not a multi-stage Dockerfile (TestDockerfile says more)")
 	}
 	builder, final := stages[0], stages[len(stages)-1]
-	const version = "container-test"
-	gb := parseGoBuild(t, builder, map[string]string{"VERSION": version})
+	const version, date = "container-test", "2026-01-02T03:04:05Z"
+	gb := parseGoBuild(t, builder, map[string]string{"VERSION": version, "DATE": date})
 
 	// A directory the image's user can enter and read, as the image's
 	// /usr/local/bin is (t.TempDir makes it and its parent 0700).
@@ -372,21 +421,38 @@ func TestContainerBinary(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	checkStatic(t, bin)
-	if out, err := exec.Command(bin, "version").Output(); err != nil || !strings.Contains(string(out), version) {
-		t.Errorf("`opsdash version` = %q, %v; want the VERSION build arg %q set through -ldflags", out, err, version)
+	if out, err := exec.Command(bin, "version").Output(); err != nil || !strings.Contains(string(out), version) || !strings.Contains(string(out), "built "+date) {
+		t.Errorf("`opsdash version` = %q, %v; want the VERSION and DATE build args %q, %q set through -ldflags", out, err, version, date)
 	}
 
-	// Run as the image does: ENTRYPOINT + CMD.
-	var argv []string
-	for _, instr := range []string{"ENTRYPOINT", "CMD"} {
-		if n := final.find(instr); len(n) > 0 {
-			argv = append(argv, args(n[len(n)-1])...)
-		}
+	// Run as `docker run IMAGE serve --listen ADDR` does: the ENTRYPOINT,
+	// the port as a flag, which the healthcheck process cannot see. The
+	// environment is the image's ENV, HOST_PROC at the host's /proc, and an
+	// OPSDASH_LISTEN on a port where nothing listens (this machine may run
+	// another server on the default :8080): the healthcheck must follow
+	// the running server, not the variable.
+	ep := final.find("ENTRYPOINT")
+	if len(ep) == 0 {
+		t.Fatal("no ENTRYPOINT")
 	}
-	image := argv[0]
-	argv[0] = bin
+	image := args(ep[len(ep)-1])[0]
 	addr := freeAddr(t)
-	env := []string{"HOST_PROC=/proc", "OPSDASH_LISTEN=" + addr}
+	argv := []string{bin, "serve", "--listen", addr}
+	// The address file where the image puts it, under a directory of this
+	// test (every user may write it, as /tmp): parallel tests must not
+	// share /tmp/opsdash.addr.
+	tmp := t.TempDir()
+	if err := os.Chmod(tmp, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for _, kv := range imageEnv(t, final) {
+		if k, v, _ := strings.Cut(kv, "="); k == "OPSDASH_ADDR_FILE" {
+			kv = k + "=" + filepath.Join(tmp, strings.TrimPrefix(v, "/tmp/"))
+		}
+		env = append(env, kv)
+	}
+	env = append(env, "HOST_PROC=/proc", "OPSDASH_LISTEN="+freeAddr(t))
 	uid := imageUser(t, final)
 	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}
 	if os.Geteuid() != 0 {
@@ -402,7 +468,7 @@ func TestContainerBinary(t *testing.T) {
 	}
 	p := startProcess(t, serveCmd(argv, env, cred))
 	if p.addr != addr {
-		t.Errorf("serving on %s, want OPSDASH_LISTEN's %s", p.addr, addr)
+		t.Errorf("serving on %s, want --listen's %s", p.addr, addr)
 	}
 	if cred != nil {
 		if ids := procIDs(t, p.cmd.Process.Pid); ids != fmt.Sprintf("%d %d", uid, uid) {
@@ -420,20 +486,16 @@ func TestContainerBinary(t *testing.T) {
 		return code == 200 && body == "ready"
 	})
 
-	// The image's HEALTHCHECK command, pointed at this port, as the same user.
+	// The image's HEALTHCHECK command as it is, with the container's
+	// environment (docker runs it like docker exec), as the same user.
 	hcArgs := args(final.find("HEALTHCHECK")[0])[1:]
 	if hcArgs[0] != image {
 		t.Fatalf("HEALTHCHECK runs %s, not the image's binary %s", hcArgs[0], image)
 	}
 	hcArgs = slices.Clone(hcArgs)
 	hcArgs[0] = bin
-	for i, a := range hcArgs {
-		if strings.HasPrefix(a, "http://") {
-			hcArgs[i] = base
-		}
-	}
 	hc := exec.Command(hcArgs[0], hcArgs[1:]...)
-	hc.Env = []string{}
+	hc.Env = env
 	hc.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if out, err := hc.CombinedOutput(); err != nil {
 		t.Errorf("HEALTHCHECK %v: %v\n%s", hcArgs, err, out)
@@ -553,4 +615,143 @@ func hostTopic(t *testing.T, base, metric string) string {
 	}
 	t.Fatalf("no <host>.%s topic in %s", metric, body)
 	return ""
+}
+
+// TestDockerContext: .dockerignore lets in every file `go build
+// ./cmd/opsdash` reads (the packages' Go and embedded files, go.mod,
+// go.sum) and keeps out what the build must not see: .git (a worktree's
+// .git file points outside the context, and VCS stamping then fails),
+// screenshots and local binaries. It uses BuildKit's own pattern matcher.
+func TestDockerContext(t *testing.T) {
+	root := repoRoot(t)
+	f, err := os.Open(filepath.Join(root, ".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	patterns, err := ignorefile.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := patternmatcher.New(patterns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	excluded := func(path string) bool {
+		ex, err := pm.MatchesOrParentMatches(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ex
+	}
+
+	list := exec.Command("go", "list", "-deps", "-f", `{{if .Module}}{{if .Module.Main}}{{.Dir}}|{{join .GoFiles ","}},{{join .EmbedFiles ","}}{{end}}{{end}}`, "./cmd/opsdash")
+	list.Dir = root
+	out, err := list.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	needed := []string{"go.mod", "go.sum"}
+	for _, line := range strings.Fields(string(out)) {
+		dir, files, _ := strings.Cut(line, "|")
+		rel, err := filepath.Rel(root, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range strings.Split(files, ",") {
+			if f != "" {
+				needed = append(needed, filepath.ToSlash(filepath.Join(rel, f)))
+			}
+		}
+	}
+	if len(needed) < 20 {
+		t.Fatalf("go list found only %v", needed)
+	}
+	for _, p := range needed {
+		if excluded(p) {
+			t.Errorf(".dockerignore leaves out %s, which the build needs", p)
+		}
+	}
+	for _, p := range []string{".git", ".git/HEAD", "docs/screenshots/dashboard.png", "README.md", "opsdash",
+		"cmd/opsdash/opsdash", "cmd/opsdash-load/opsdash-load", "cmd/opsdash/opsdash.test", "stream/cpu.prof"} {
+		if !excluded(p) {
+			t.Errorf(".dockerignore lets %s into the build context", p)
+		}
+	}
+}
+
+// TestComposeFile: deploy/compose.yaml builds the repository with every
+// build arg the Dockerfile takes (so `opsdash version` can say when it was
+// built), gives opsdash longer than its drain timeout to stop, and gives
+// the read-only container a writable place for the image's address file.
+// docs/deploy.md's build line sets every build arg too.
+func TestComposeFile(t *testing.T) {
+	root := repoRoot(t)
+	stages := parseDockerfile(t, filepath.Join(root, "Dockerfile"))
+	builder, final := stages[0], stages[len(stages)-1]
+	var buildArgs []string
+	for _, kv := range argDefaults(builder) {
+		k, _, _ := strings.Cut(kv, "=")
+		buildArgs = append(buildArgs, k)
+	}
+	if !slices.Contains(buildArgs, "DATE") {
+		t.Errorf("the builder takes the build args %v, no DATE", buildArgs)
+	}
+
+	raw, err := os.ReadFile(filepath.Join(root, "deploy", "compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compose struct {
+		Services map[string]struct {
+			Build struct {
+				Context string            `yaml:"context"`
+				Args    map[string]string `yaml:"args"`
+			} `yaml:"build"`
+			StopGracePeriod string            `yaml:"stop_grace_period"`
+			ReadOnly        bool              `yaml:"read_only"`
+			Tmpfs           []string          `yaml:"tmpfs"`
+			Environment     map[string]string `yaml:"environment"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(raw, &compose); err != nil {
+		t.Fatalf("deploy/compose.yaml: %v", err)
+	}
+	svc, ok := compose.Services["opsdash"]
+	if !ok {
+		t.Fatal("deploy/compose.yaml has no opsdash service")
+	}
+	if filepath.Clean(filepath.Join(root, "deploy", svc.Build.Context)) != root {
+		t.Errorf("build context %q is not the repository", svc.Build.Context)
+	}
+	for _, a := range buildArgs {
+		if v, ok := svc.Build.Args[a]; !ok || !strings.HasPrefix(v, "${") {
+			t.Errorf("compose build args %v: %s is not taken from the shell (${…})", svc.Build.Args, a)
+		}
+	}
+
+	drain := defaultDrainTimeout
+	if v := svc.Environment[envName("drain-timeout")]; v != "" {
+		if drain, err = time.ParseDuration(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if grace, err := time.ParseDuration(svc.StopGracePeriod); err != nil || grace <= drain {
+		t.Errorf("stop_grace_period %q, want more than the drain timeout %v (%v)", svc.StopGracePeriod, drain, err)
+	}
+
+	if addrFile := envValue(imageEnv(t, final), "OPSDASH_ADDR_FILE"); svc.ReadOnly && !slices.Contains(svc.Tmpfs, filepath.Dir(addrFile)) {
+		t.Errorf("read_only: true without a tmpfs on %s, where the image's OPSDASH_ADDR_FILE %s lives (tmpfs: %v)", filepath.Dir(addrFile), addrFile, svc.Tmpfs)
+	}
+
+	deploy, err := os.ReadFile(filepath.Join(root, "docs", "deploy.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := regexp.MustCompile(`(?m)^docker build (?:.*\\\n)*.*`).FindString(string(deploy))
+	for _, a := range buildArgs {
+		if !strings.Contains(build, "--build-arg "+a+"=") {
+			t.Errorf("docs/deploy.md's build line %q does not set %s", build, a)
+		}
+	}
 }

@@ -7,9 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,7 +15,7 @@ import (
 )
 
 // defaultServer is the URL of a server started with the default --listen,
-// seen from the same machine. The image's HEALTHCHECK spells it out.
+// seen from the same machine: watch's default --server.
 const defaultServer = "http://127.0.0.1" + defaultListen
 
 // healthcheckMain is the `opsdash healthcheck` client: it asks a server's
@@ -25,16 +23,19 @@ const defaultServer = "http://127.0.0.1" + defaultListen
 // otherwise, 2 on bad flags. It exists so that a container image without
 // curl can have a HEALTHCHECK.
 //
-// Without --server it asks the local server that --listen and --tls-cert
-// describe (OPSDASH_LISTEN and OPSDASH_TLS_CERT: in a container the
-// healthcheck runs with the server's environment), over https when there is
-// a certificate, and accepts only that certificate. See healthTarget.
+// Without --server it asks the local server: the one that wrote --addr-file
+// (the image sets OPSDASH_ADDR_FILE, see addrfile.go), else the one that
+// --listen and --tls-cert describe (OPSDASH_LISTEN and OPSDASH_TLS_CERT: in
+// a container the healthcheck runs with the server's environment), over
+// https when there is a certificate, accepting only that certificate. See
+// healthTarget.
 func healthcheckMain(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := fs.String("server", "", "the server's http(s) base URL (default: the local server of --listen and --tls-cert, "+defaultServer+" when they are unset)")
-	listen := fs.String("listen", defaultListen, "without --server: the local server's --listen")
-	certFile := fs.String("tls-cert", "", "without --server: the local server's --tls-cert; ask over https and accept only this certificate")
+	server := fs.String("server", "", "the server's http(s) base URL, asked as given (default: the local server, of --addr-file, else of --listen and --tls-cert)")
+	addrFile := fs.String("addr-file", "", "without --server: the file the local server wrote its address to (serve --addr-file); when it is missing, --listen and --tls-cert are used")
+	listen := fs.String("listen", defaultListen, "without --server and --addr-file: the local server's --listen")
+	certFile := fs.String("tls-cert", "", "without --server and --addr-file: the local server's --tls-cert; ask over https and accept only this certificate")
 	caFile := fs.String("ca", "", "PEM file of the CA certificates to verify an https --server with (default: the system's roots)")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for an answer")
 	if err := parseWithEnv(fs, args, getenv); err != nil {
@@ -47,7 +48,7 @@ func healthcheckMain(ctx context.Context, args []string, stdout, stderr io.Write
 		fmt.Fprintf(stderr, "healthcheck: %v\n", err)
 		return 2
 	}
-	target, err := healthTarget(*server, getenv(envName("server")), *listen, *certFile, *caFile)
+	target, err := healthTarget(*server, *addrFile, *listen, *certFile, *caFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "healthcheck: %v\n", err)
 		return 2
@@ -102,56 +103,40 @@ func (t checkTarget) transport() *http.Transport {
 //
 //   - an explicit URL (--server, else OPSDASH_SERVER) is asked as given; an
 //     https one is verified against --ca, or the system's roots;
-//   - otherwise the local server of --listen and --tls-cert is asked: https
-//     with the certificate pinned when there is a --tls-cert, else http.
-//
-// The default URL counts as not given. The image's HEALTHCHECK runs
-// `opsdash healthcheck --server http://127.0.0.1:8080`, and a flag on the
-// command line beats the environment: without this rule no setting of the
-// container (another port, TLS, OPSDASH_SERVER) could reach the check.
-// When nothing is set the local server is http://127.0.0.1:8080 anyway.
-func healthTarget(server, envServer, listen, certFile, caFile string) (checkTarget, error) {
-	base, local, err := healthURL(server, envServer, listen, certFile != "")
-	if err != nil {
-		return checkTarget{}, err
+//   - otherwise the local server: the one that wrote addrFile, where it
+//     really listens (whatever flags it was started with), else the one of
+//     --listen and --tls-cert; https with the certificate pinned when
+//     there is one, else http.
+func healthTarget(server, addrFile, listen, certFile, caFile string) (checkTarget, error) {
+	if s := strings.TrimRight(server, "/"); s != "" {
+		t := checkTarget{base: s}
+		var err error
+		if strings.HasPrefix(s, "https://") && caFile != "" {
+			t.tls, err = certs.CAClientConfig(caFile)
+		}
+		return t, err
 	}
-	t := checkTarget{base: base, local: local}
-	switch {
-	case !strings.HasPrefix(base, "https://"):
-	case local:
-		t.tls, err = certs.PinnedClientConfig(certFile)
-	case caFile != "":
-		t.tls, err = certs.CAClientConfig(caFile)
-	}
-	return t, err
-}
-
-// healthURL returns the base URL to ask, and whether it is the local server
-// derived from listen (see healthTarget). It is pure: no files, no
-// environment.
-func healthURL(server, envServer, listen string, https bool) (base string, local bool, err error) {
-	for _, s := range []string{server, envServer} {
-		if s = strings.TrimRight(s, "/"); s != "" && s != defaultServer {
-			return s, false, nil
+	base := ""
+	if addrFile != "" {
+		f, ok, err := readAddrFile(addrFile)
+		if err != nil {
+			return checkTarget{}, err
+		}
+		if ok {
+			base, certFile = f.URL, f.TLSCert
 		}
 	}
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return "", false, fmt.Errorf("--listen %q: %v", listen, err)
+	if base == "" {
+		var err error
+		if base, err = localURL(listen, certFile != ""); err != nil {
+			return checkTarget{}, err
+		}
 	}
-	n, err := strconv.ParseUint(port, 10, 16)
-	if err != nil || n == 0 {
-		return "", false, fmt.Errorf("--listen %q: the port must be a number from 1 to 65535; or give --server", listen)
+	t := checkTarget{base: base, local: true}
+	if strings.HasPrefix(base, "https://") {
+		var err error
+		t.tls, err = certs.PinnedClientConfig(certFile)
+		return t, err
 	}
-	switch host {
-	case "", "0.0.0.0", "::":
-		// A wildcard address serves loopback too (Go listens dual-stack
-		// on "::").
-		host = "127.0.0.1"
-	}
-	scheme := "http"
-	if https {
-		scheme = "https"
-	}
-	return scheme + "://" + net.JoinHostPort(host, port), true, nil
+	return t, nil
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -96,45 +97,61 @@ func TestHealthcheckExitCodes(t *testing.T) {
 	}
 }
 
-// TestHealthcheckURL: which URL healthcheck asks, from --server,
-// OPSDASH_SERVER, --listen and whether there is a --tls-cert.
+// TestHealthcheckURL: which URL healthcheck asks, from --server (flag or
+// OPSDASH_SERVER), the address file, --listen and whether there is a
+// --tls-cert. An explicit --server is asked as given, whatever else is set.
 func TestHealthcheckURL(t *testing.T) {
+	dir := t.TempDir()
+	cert := certtest.WriteSelfSigned(t, dir, "pinned").Cert
+	written := filepath.Join(dir, "addr-http")
+	if err := writeAddrFile(written, "[::]:9090", ""); err != nil {
+		t.Fatal(err)
+	}
+	writtenTLS := filepath.Join(dir, "addr-https")
+	if err := writeAddrFile(writtenTLS, "127.0.0.2:9443", cert); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "not-written-yet")
 	for _, tc := range []struct {
-		name, server, envServer, listen string
-		https                           bool
-		want                            string
-		wantLocal                       bool
-		wantErr                         string
+		name, server, addrFile, listen string
+		https                          bool
+		want                           string
+		wantLocal, wantPinned          bool
+		wantErr                        string
 	}{
 		{name: "nothing set", listen: ":8080", want: "http://127.0.0.1:8080", wantLocal: true},
-		{name: "TLS on another port", listen: ":8443", https: true, want: "https://127.0.0.1:8443", wantLocal: true},
-		{name: "the image's --server with TLS in the environment", server: "http://127.0.0.1:8080", listen: ":8443", https: true,
-			want: "https://127.0.0.1:8443", wantLocal: true},
-		{name: "the default with a trailing slash", server: "http://127.0.0.1:8080/", listen: ":9090", want: "http://127.0.0.1:9090", wantLocal: true},
+		{name: "TLS on another port", listen: ":8443", https: true, want: "https://127.0.0.1:8443", wantLocal: true, wantPinned: true},
+		{name: "an explicit --server beats OPSDASH_LISTEN", server: "http://127.0.0.1:8080", listen: ":18084", want: "http://127.0.0.1:8080"},
+		{name: "an explicit --server beats the address file", server: "http://127.0.0.1:8080/", addrFile: written, listen: ":18084", want: "http://127.0.0.1:8080"},
+		{name: "the address file beats --listen", addrFile: written, listen: ":18084", want: "http://127.0.0.1:9090", wantLocal: true},
+		{name: "the address file with TLS", addrFile: writtenTLS, listen: ":8080", want: "https://127.0.0.2:9443", wantLocal: true, wantPinned: true},
+		{name: "no address file yet: --listen", addrFile: missing, listen: ":9091", want: "http://127.0.0.1:9091", wantLocal: true},
 		{name: "IPv4 wildcard", listen: "0.0.0.0:9090", want: "http://127.0.0.1:9090", wantLocal: true},
 		{name: "IPv6 wildcard", listen: "[::]:9090", want: "http://127.0.0.1:9090", wantLocal: true},
 		{name: "a loopback address", listen: "127.0.0.2:9090", want: "http://127.0.0.2:9090", wantLocal: true},
-		{name: "IPv6 loopback", listen: "[::1]:9443", https: true, want: "https://[::1]:9443", wantLocal: true},
+		{name: "IPv6 loopback", listen: "[::1]:9443", https: true, want: "https://[::1]:9443", wantLocal: true, wantPinned: true},
 		{name: "a name", listen: "localhost:9090", want: "http://localhost:9090", wantLocal: true},
-		{name: "explicit --server wins", server: "https://ops.example.com:8443/", envServer: "http://127.0.0.1:9999", listen: ":9090", https: true,
-			want: "https://ops.example.com:8443"},
-		{name: "OPSDASH_SERVER behind the image's --server", server: "http://127.0.0.1:8080", envServer: "http://127.0.0.1:9090", listen: ":8443", https: true,
-			want: "http://127.0.0.1:9090"},
-		{name: "OPSDASH_SERVER alone", envServer: "http://10.0.0.5:8080", listen: ":8080", want: "http://10.0.0.5:8080"},
+		{name: "an https --server", server: "https://ops.example.com:8443/", listen: ":9090", https: true, want: "https://ops.example.com:8443"},
+		{name: "not an address file", addrFile: cert, listen: ":8080", wantErr: "not an address file"},
 		{name: "no port", listen: "8080", wantErr: `--listen "8080"`},
 		{name: "port 0", listen: ":0", wantErr: "port must be a number from 1 to 65535"},
 		{name: "port out of range", listen: ":70000", wantErr: "port must be a number"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, local, err := healthURL(tc.server, tc.envServer, tc.listen, tc.https)
+			certFile := ""
+			if tc.https {
+				certFile = cert
+			}
+			got, err := healthTarget(tc.server, tc.addrFile, tc.listen, certFile, "")
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("healthURL = %q, %v; want an error with %q", got, err, tc.wantErr)
+					t.Fatalf("healthTarget = %+v, %v; want an error with %q", got, err, tc.wantErr)
 				}
 				return
 			}
-			if err != nil || got != tc.want || local != tc.wantLocal {
-				t.Errorf("healthURL = %q, local %v, %v; want %q, local %v", got, local, err, tc.want, tc.wantLocal)
+			if err != nil || got.base != tc.want || got.local != tc.wantLocal || (got.tls != nil) != tc.wantPinned {
+				t.Errorf("healthTarget = %q, local %v, pinned %v, %v; want %q, local %v, pinned %v",
+					got.base, got.local, got.tls != nil, err, tc.want, tc.wantLocal, tc.wantPinned)
 			}
 		})
 	}
@@ -144,8 +161,9 @@ func TestHealthcheckURL(t *testing.T) {
 func envMap(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 // imageHealthcheck is the Dockerfile's HEALTHCHECK command line (the test
-// of the Dockerfile pins it).
-var imageHealthcheck = []string{"healthcheck", "--server", "http://127.0.0.1:8080"}
+// of the Dockerfile pins it): no --server, which would beat every setting
+// of the container.
+var imageHealthcheck = []string{"healthcheck"}
 
 // TestHealthcheckTLS runs the image's healthcheck against a real server
 // serving TLS, with a self-signed certificate and with one a private CA
@@ -321,5 +339,47 @@ func TestHealthcheckBadEnvIsReported(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "OPSDASH_TIMEOUT") {
 		t.Fatalf("stderr %q does not name OPSDASH_TIMEOUT", stderr.String())
+	}
+}
+
+// TestHealthcheckFollowsTheAddressFile is `docker run IMAGE serve --listen
+// :PORT`: the port (and TLS) are given to serve as flags, which a
+// healthcheck process cannot see; with the image's OPSDASH_ADDR_FILE in
+// both environments it asks the right server anyway, even when
+// OPSDASH_LISTEN says otherwise. The server removes the file as it stops.
+func TestHealthcheckFollowsTheAddressFile(t *testing.T) {
+	dir := t.TempDir()
+	pair := certtest.WriteSelfSigned(t, dir, "srv")
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"http", nil},
+		{"https, --tls-cert as a flag", []string{"--tls-cert", pair.Cert, "--tls-key", pair.Key}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addrFile := filepath.Join(t.TempDir(), "opsdash.addr")
+			_, stop := startServer(t, append([]string{"--addr-file", addrFile}, tc.args...)...)
+			env := envMap(map[string]string{"OPSDASH_ADDR_FILE": addrFile, "OPSDASH_LISTEN": "127.0.0.1:1"})
+			var stdout, stderr bytes.Buffer
+			eventually(t, "the healthcheck to pass", func() bool {
+				stdout.Reset()
+				stderr.Reset()
+				return run(context.Background(), append(slices.Clone(imageHealthcheck), "--timeout", "10s"), &stdout, &stderr, env) == 0
+			})
+			if !strings.Contains(stdout.String(), "ready") {
+				t.Errorf("stdout %q", stdout.String())
+			}
+			if code := stop(); code != 0 {
+				t.Fatalf("serve exited %d", code)
+			}
+			if _, err := os.Stat(addrFile); !os.IsNotExist(err) {
+				t.Errorf("the address file is still there after the server stopped (%v)", err)
+			}
+			stderr.Reset()
+			if code := run(context.Background(), imageHealthcheck, io.Discard, &stderr, env); code != 1 || !strings.Contains(stderr.String(), "127.0.0.1:1") {
+				t.Errorf("with the server gone: exit %d, %q; want 1 from asking OPSDASH_LISTEN", code, stderr.String())
+			}
+		})
 	}
 }

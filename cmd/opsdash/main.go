@@ -8,6 +8,7 @@
 //	opsdash watch [--server URL] [--json] PATTERN...
 //	opsdash healthcheck [--server URL] [--ca FILE]
 //	opsdash version
+//	opsdash help                (or --help, -h)
 //
 // Every flag can also be set with an OPSDASH_* environment variable
 // (--listen ↔ OPSDASH_LISTEN); a flag on the command line wins.
@@ -42,6 +43,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	cmd := "serve"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
+	} else if len(args) == 1 && isHelpFlag(args[0]) {
+		// `opsdash --help` asks about opsdash, not about serve's flags
+		// (`opsdash serve --help`, which the usage names).
+		cmd = "help"
 	}
 	switch cmd {
 	case "serve":
@@ -62,6 +67,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 }
 
+// isHelpFlag reports whether arg asks for help the way the flag package
+// understands it: -h, -help, --h or --help.
+func isHelpFlag(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--h", "--help":
+		return true
+	}
+	return false
+}
+
 const usage = `Usage:
   opsdash [serve] [flags]          run the dashboard (default); opsdash serve --help lists the flags
   opsdash watch [--server URL] [--json] PATTERN...
@@ -69,6 +84,7 @@ const usage = `Usage:
   opsdash healthcheck [--server URL] [--ca FILE]
                                    exit 0 when the server is ready, 1 otherwise (--help for flags)
   opsdash version                  print the version
+  opsdash help                     print this
 
 Every flag can also be set with an OPSDASH_* environment variable (--listen ↔ OPSDASH_LISTEN).
 `

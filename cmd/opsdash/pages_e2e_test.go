@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,6 +50,7 @@ func findChromium(t *testing.T) string {
 	if os.Getenv("OPSDASH_REQUIRE_CHROMIUM") == "1" {
 		t.Fatal(msg + "; OPSDASH_REQUIRE_CHROMIUM=1 makes it mandatory")
 	}
+	chromiumMissing.Store(true) // TestMain says so once more, after the tests
 	t.Skip(msg)
 	return ""
 }
@@ -263,6 +266,54 @@ func TestBrowser(t *testing.T) {
 		waitJS(t, ctx, "the process table", `document.querySelectorAll('[data-testid=proc-rows] > tr[data-key]').length > 0`)
 	})
 
+	t.Run("the CPU card's parts add up to busy", func(t *testing.T) {
+		// Every share the cpu topic publishes is on the card, and the six
+		// parts of busy sum to the busy figure as shown (each rounded to
+		// 0.1: at most 0.35 apart); busy, iowait and idle make 100.
+		navigate(t, ctx, base+"/") // its own page: not whatever an earlier subtest left
+		_, body := get(t, base+"/api/v1/topics/testhost.cpu")
+		var topic struct{ Data map[string]float64 }
+		if err := json.Unmarshal([]byte(body), &topic); err != nil {
+			t.Fatal(err)
+		}
+		var fields []string
+		for k := range topic.Data {
+			if strings.HasSuffix(k, "_pct") {
+				fields = append(fields, k)
+			}
+		}
+		if len(fields) < 8 {
+			t.Fatalf("testhost.cpu has the shares %v", fields)
+		}
+		card := `document.querySelector('[data-testid=card-cpu]')`
+		shown := eval[[]string](t, ctx, `[...`+card+`.querySelectorAll(':scope > [data-f], :scope > * [data-f]')].filter(e => !e.closest('.sub')).map(e => e.dataset.f)`)
+		for _, f := range fields {
+			if !slices.Contains(shown, f) {
+				t.Errorf("the CPU card does not show %s (it shows %v)", f, shown)
+			}
+		}
+		got := eval[struct{ Busy, Parts, Rest float64 }](t, ctx, `(() => { const c = `+card+`, n = e => parseFloat(e.textContent);
+			return {busy: n(c.querySelector('[data-f=usage_pct]')),
+				parts: [...c.querySelectorAll('[data-testid=cpu-busy-parts] [data-f]')].reduce((s, e) => s + n(e), 0),
+				rest: [...c.querySelectorAll('[data-testid=cpu-not-busy] [data-f]')].reduce((s, e) => s + n(e), 0)}; })()`)
+		if math.Abs(got.Parts-got.Busy) > 0.35 || math.Abs(got.Busy+got.Rest-100) > 0.25 {
+			t.Errorf("busy %.1f%%, its parts sum to %.1f%%, iowait + idle %.1f%%: they do not add up", got.Busy, got.Parts, got.Rest)
+		}
+		if n := eval[int](t, ctx, `document.querySelectorAll('[data-testid=cpu-busy-parts] [data-f]').length`); n != 6 {
+			t.Errorf("%d parts of busy, want user, system, nice, irq, softirq, steal", n)
+		}
+		// A line at 100% (or 0) is drawn whole, a few pixels inside the
+		// chart, not cut by its top (bottom) edge.
+		edges := eval[[][]float64](t, ctx, `[...document.querySelectorAll('svg[data-chart]')].map(svg => {
+			const m = svg.getScreenCTM(), r = svg.getBoundingClientRect();
+			return [new DOMPoint(0, -100).matrixTransform(m).y - r.top, r.bottom - new DOMPoint(0, 0).matrixTransform(m).y]; })`)
+		for _, e := range edges {
+			if e[0] < 2 || e[1] < 2 {
+				t.Errorf("a chart's 100%% line is %.1f px below its top edge and its 0 line %.1f px above its bottom: want at least 2 px", e[0], e[1])
+			}
+		}
+	})
+
 	t.Run("process table switches order", func(t *testing.T) {
 		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`[data-testid=procs-by-mem]`))); err != nil {
 			t.Fatal(err)
@@ -401,64 +452,32 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("screenshots", func(t *testing.T) {
-		dir := os.Getenv("OPSDASH_SCREENSHOTS")
-		if dir == "" {
-			dir = t.TempDir()
-		} else {
+		dir := screenshotDir(t)
+		if os.Getenv("OPSDASH_SCREENSHOTS") != "" {
 			// Pictures for the docs: let the charts fill first.
 			t.Log("waiting for 4.5 minutes of chart history")
 			navigate(t, ctx, base+"/")
 			waitJSFor(t, ctx, "4.5 minutes of CPU history", `+document.querySelector('[data-chart=cpu] polyline').getAttribute('points').split(',')[0] <= 30`, 6*time.Minute)
 		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
 		shots := []struct {
-			file, path    string
-			width, height int64
-			mobile        bool
-			scheme        string
+			file, path string
+			view       shotView
 		}{
-			{"dashboard.png", "/", 1280, 900, false, "light"},
-			{"dashboard-dark.png", "/", 1280, 900, false, "dark"},
-			{"dashboard-phone.png", "/", 390, 844, true, "light"},
-			{"dashboard-phone-dark.png", "/", 390, 844, true, "dark"},
-			{"topics.png", "/topics", 1280, 900, false, "light"},
-			{"topics-phone-dark.png", "/topics", 390, 844, true, "dark"},
+			{"dashboard.png", "/", shotView{width: 1280, height: 900, scheme: "light"}},
+			{"dashboard-dark.png", "/", shotView{width: 1280, height: 900, scheme: "dark"}},
+			{"dashboard-phone.png", "/", shotView{width: 390, height: 844, mobile: true, scheme: "light"}},
+			{"dashboard-phone-dark.png", "/", shotView{width: 390, height: 844, mobile: true, scheme: "dark"}},
+			{"topics.png", "/topics", shotView{width: 1280, height: 900, scheme: "light"}},
+			{"topics-phone-dark.png", "/topics", shotView{width: 390, height: 844, mobile: true, scheme: "dark"}},
 		}
 		for _, s := range shots {
-			tab, closeTab := b.watch(b.ctx)
-			opts := []chromedp.EmulateViewportOption{}
-			if s.mobile {
-				opts = append(opts, chromedp.EmulateMobile, chromedp.EmulatePortrait)
-			}
-			if err := chromedp.Do(tab,
-				chromedp.EmulateViewport(s.width, s.height, opts...),
-				chromedp.Func(func(ctx context.Context, tt *chromedp.Target) error {
-					_, err := cdp.Call(ctx, tt, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
-						Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: s.scheme}},
-					})
-					return err
-				}),
-				chromedp.Navigate(base+s.path),
-			); err != nil {
-				t.Fatal(err)
-			}
+			tab := b.viewport(t, s.view)
+			navigate(t, tab, base+s.path)
 			waitJS(t, tab, "live", liveState)
 			if s.path == "/" {
 				waitJS(t, tab, "charts and processes", `[...document.querySelectorAll('[data-chart] polyline')].every(p => p.getAttribute('points').split(' ').length >= 2) && document.querySelector('[data-testid=card-procs]').dataset.state === 'ok'`)
 			}
-			if over := eval[int](t, tab, `document.documentElement.scrollWidth - window.innerWidth`); over > 0 {
-				t.Errorf("%s: the page is %d px wider than the %d px viewport", s.file, over, s.width)
-			}
-			png, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, s.file), png, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			closeTab()
+			shoot(t, tab, filepath.Join(dir, s.file))
 		}
 		t.Logf("screenshots in %s", dir)
 	})
@@ -586,6 +605,67 @@ func (p *blackholeProxy) swallow() {
 	defer p.mu.Unlock()
 	for _, dead := range p.conns {
 		dead.Store(true)
+	}
+}
+
+// screenshotDir is where screenshots go: $OPSDASH_SCREENSHOTS, or a
+// temporary directory.
+func screenshotDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("OPSDASH_SCREENSHOTS")
+	if dir == "" {
+		return t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// shotView is the window a screenshot is taken in.
+type shotView struct {
+	suffix        string // of the file name, for the views of TestBrowserStates
+	width, height int64
+	mobile        bool
+	scheme        string // prefers-color-scheme: light or dark
+}
+
+// viewport opens a tab with the view's size, device and colour scheme,
+// closed when the (sub)test ends.
+func (b *browser) viewport(t *testing.T, v shotView) context.Context {
+	t.Helper()
+	tab := b.tab(t)
+	opts := []chromedp.EmulateViewportOption{}
+	if v.mobile {
+		opts = append(opts, chromedp.EmulateMobile, chromedp.EmulatePortrait)
+	}
+	if err := chromedp.Do(tab,
+		chromedp.EmulateViewport(v.width, v.height, opts...),
+		chromedp.Func(func(ctx context.Context, tt *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tt, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+				Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: v.scheme}},
+			})
+			return err
+		}),
+	); err != nil {
+		t.Fatal(err)
+	}
+	return tab
+}
+
+// shoot writes a full-page screenshot of tab to file, after checking that
+// the page is no wider than its window.
+func shoot(t *testing.T, tab context.Context, file string) {
+	t.Helper()
+	if over := eval[int](t, tab, `document.documentElement.scrollWidth - window.innerWidth`); over > 0 {
+		t.Errorf("%s: the page is %d px wider than the window", filepath.Base(file), over)
+	}
+	png, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, png, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 

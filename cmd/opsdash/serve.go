@@ -197,6 +197,13 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	addr := ln.Addr().String()
 	log.Info("opsdash serving", "addr", addr, "host_id", hostID, "version", version, "tls", cfg.TLS.enabled(), "host_env", hostEnv(),
 		"max_open_conns", max(maxOpen, 0), "fd_limit", fdLimit)
+	if cfg.AddrFile != "" {
+		if err := writeAddrFile(cfg.AddrFile, addr, cfg.TLS.CertFile); err != nil {
+			log.Warn("cannot write --addr-file: opsdash healthcheck falls back to --listen", "path", cfg.AddrFile, "err", err)
+		} else {
+			defer os.Remove(cfg.AddrFile)
+		}
+	}
 	if !loopbackOnly(cfg.Listen) && cfg.Auth.Token == "" {
 		log.Warn("SERVING BEYOND LOOPBACK WITHOUT AUTHENTICATION: anyone who can reach " + addr +
 			" sees this host's metrics; bind to 127.0.0.1 or put it behind an authenticating proxy")

@@ -190,6 +190,11 @@ func (m *Metrics) ObserveWrite(d time.Duration, frames int) {
 func (m *Metrics) Handler() fiber.Handler {
 	h := promhttp.InstrumentMetricHandler(m.registry, promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{
 		Registry: m.registry, // counts its own errors in promhttp_metric_handler_errors_total
+		// OpenMetrics when the scraper asks for it, as Prometheus does
+		// first; text/plain 0.0.4 otherwise (curl, a browser). _created
+		// samples stay off: a Prometheus without created-timestamp
+		// ingestion would store each as one more series.
+		EnableOpenMetrics: true,
 		// A failing collector (say /proc unreadable) costs its own metrics,
 		// not the whole scrape.
 		ErrorHandling: promhttp.ContinueOnError,

@@ -126,3 +126,64 @@ func TestHandlerExportsStreamAndEdge(t *testing.T) {
 		t.Error("a second scrape does not show the sessions as they are now")
 	}
 }
+
+// Accept headers scrapers send. Prometheus builds its header from its
+// scrape_protocols (scrape.acceptHeader): these are the defaults of 3.x
+// (UTF-8 names allowed) and of 2.x.
+const (
+	acceptPrometheus3 = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6," +
+		"application/openmetrics-text;version=0.0.1;q=0.5," +
+		"text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4," +
+		"text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+	acceptPrometheus2 = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75," +
+		"text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+// TestHandlerNegotiatesOpenMetrics: Prometheus's own Accept header gets
+// OpenMetrics 1.0.0 (counter families without _total in TYPE, # EOF at the
+// end); curl, a browser and a request without Accept get the text format.
+func TestHandlerNegotiatesOpenMetrics(t *testing.T) {
+	met := New(Build{Version: "v1", Commit: "c"})
+	met.ExportStream(func() stream.Stats { return stream.Stats{Published: 42} }, func() httpapi.Stats { return httpapi.Stats{} })
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	app.Get("/metrics", met.Handler())
+	for _, tc := range []struct {
+		name, accept string
+		openMetrics  bool
+	}{
+		{"Prometheus 3", acceptPrometheus3, true},
+		{"Prometheus 2", acceptPrometheus2, true},
+		{"curl", "*/*", false},
+		{"a browser", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", false},
+		{"no Accept", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", "/metrics", nil)
+			if tc.accept != "" {
+				req.Header.Set("Accept", tc.accept)
+			}
+			resp, err := app.Test(req, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			body, ct := string(b), resp.Header.Get("Content-Type")
+			if tc.openMetrics {
+				if !strings.HasPrefix(ct, "application/openmetrics-text; version=1.0.0") {
+					t.Errorf("Content-Type %q, want OpenMetrics 1.0.0", ct)
+				}
+				if !strings.HasSuffix(body, "# EOF\n") || !strings.Contains(body, "# TYPE opsdash_published counter\nopsdash_published_total 42.0\n") {
+					t.Errorf("not an OpenMetrics exposition:\n%.2000s", body)
+				}
+				return
+			}
+			if !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+				t.Errorf("Content-Type %q, want text/plain; version=0.0.4", ct)
+			}
+			if strings.Contains(body, "# EOF") || !strings.Contains(body, "# TYPE opsdash_published_total counter\nopsdash_published_total 42\n") {
+				t.Errorf("not the text format:\n%.600s", body)
+			}
+		})
+	}
+}
