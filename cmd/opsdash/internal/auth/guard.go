@@ -103,6 +103,9 @@ type Config struct {
 	// tokens and names them in logs (clientip.Proxies.ClientIP behind
 	// trusted proxies); nil means c.IP(), the peer address.
 	ClientIP func(*fiber.Ctx) string
+	// Sessions keeps the browser sessions; nil means in this process's
+	// memory (they end with it). A fleet passes one all replicas share.
+	Sessions SessionStore
 }
 
 // CheckToken reports what is wrong with tok as a token: too short, or
@@ -134,7 +137,8 @@ type Guard struct {
 	onFailure func()
 	clientIP  func(*fiber.Ctx) string
 	now       func() time.Time
-	sessions  *sessionStore
+	sessions  SessionStore
+	ttl       time.Duration // a session's lifetime (the cookie's Max-Age)
 	limiter   *failureLimiter
 }
 
@@ -152,6 +156,9 @@ func New(cfg Config) *Guard {
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = DefaultSessionTTL
 	}
+	if cfg.Sessions == nil {
+		cfg.Sessions = newSessionStore(cfg.SessionTTL, maxSessions)
+	}
 	return &Guard{
 		enabled:   cfg.Token != "",
 		token:     httpapi.NewSecret(cfg.Token),
@@ -159,7 +166,8 @@ func New(cfg Config) *Guard {
 		onFailure: cfg.OnFailure,
 		clientIP:  cfg.ClientIP,
 		now:       time.Now,
-		sessions:  newSessionStore(cfg.SessionTTL, maxSessions),
+		sessions:  cfg.Sessions,
+		ttl:       cfg.SessionTTL,
 		limiter:   newFailureLimiter(failBurst, failEvery, maxLimited),
 	}
 }
@@ -243,7 +251,7 @@ func (g *Guard) authenticate(c *fiber.Ctx) (credential, time.Duration) {
 		tok, _ := httpapi.BearerToken(h) // another scheme is a wrong token too
 		return g.tryToken(c, tok, "header")
 	}
-	if g.sessions.valid(c.Cookies(SessionCookie), g.now()) {
+	if g.sessions.Valid(c.Cookies(SessionCookie), g.now()) {
 		return credValid, 0
 	}
 	return credNone, 0
