@@ -53,6 +53,34 @@ type AgentConfig struct {
 	Logger *slog.Logger
 }
 
+// DialAgent connects to NATS as the agent of cfg.Host (conn's
+// InboxPrefix and OnState are set here) and returns the agent on that
+// connection; Close closes it.
+func DialAgent(conn ConnConfig, cfg AgentConfig) (*Agent, error) {
+	var holder atomic.Pointer[Agent]
+	conn.InboxPrefix = AgentInbox(cfg.Host)
+	conn.OnState = func(up bool) {
+		if a := holder.Load(); a != nil {
+			a.ConnState(up)
+		}
+	}
+	nc, err := Connect(conn)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Conn = nc
+	a := NewAgent(cfg)
+	holder.Store(a)
+	a.ConnState(nc.IsConnected()) // a change before Store was not seen
+	return a, nil
+}
+
+// Close closes the agent's connection, flushing what it buffered.
+func (a *Agent) Close() {
+	_ = a.nc.FlushTimeout(time.Second)
+	a.nc.Close()
+}
+
 // AgentInbox is the inbox prefix an agent of host connects with: its
 // permissions allow replies there only.
 func AgentInbox(host string) string { return agentInboxPrefix + host }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	mathrand "math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -409,6 +410,9 @@ func (r *Replica) Hosts() []string {
 	return slices.Sorted(maps.Keys(set))
 }
 
+// publishAttempts bounds forward's compare-and-set retries.
+const publishAttempts = 30
+
 // forward is the publish API in a fleet: the value goes to the stream with
 // the topic's next seq, assigned by compare-and-set on the subject's last
 // stream sequence so that two replicas publishing the same topic at once
@@ -420,7 +424,10 @@ func (r *Replica) forward(topic string, ts time.Time, data json.RawMessage) erro
 	subject := PublishedPrefix + topic
 	ctx, cancel := context.WithTimeout(context.Background(), 2*requestTimeout)
 	defer cancel()
-	for range 8 {
+	for attempt := range publishAttempts {
+		if attempt > 0 { // lost a race: back off a random while so the racers spread out
+			time.Sleep(time.Duration(mathrand.Int64N(int64(attempt)*int64(2*time.Millisecond) + 1)))
+		}
 		streamSeq, last, _, err := directLast(r.nc, subject)
 		if err != nil {
 			return fmt.Errorf("the fleet's store: %w", err)

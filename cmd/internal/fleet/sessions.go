@@ -117,7 +117,7 @@ func (s *SessionStore) Valid(id string, now time.Time) bool {
 		return ok && now.Before(c.expires) // NATS away: trust what we knew
 	}
 	e, err := kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		s.forget(key)
 		return false
 	}
