@@ -86,8 +86,13 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	// it. The one loop, the registry telling the scheduler which on-demand
 	// topics have subscribers, is closed with OnDemand before anything runs.
 	met := metrics.New(metrics.Build{Version: version, Commit: commit})
+	replica := ""
+	if cfg.Fleet.mode() != "" {
+		replica = replicaName(cfg, hostID)
+	}
 	reg := stream.NewRegistry(stream.RegistryConfig{
 		Host:          hostID,
+		Replica:       replica,
 		HistoryLen:    cfg.HistoryLen,
 		MaxTopics:     limitFlag(cfg.MaxTopics),
 		MaxValueBytes: limitFlag(cfg.MaxValueBytes),
@@ -95,9 +100,23 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		Logger:        log,
 		WriteObserver: met.ObserveWrite,
 	})
-	set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: hostRoot, NetInclude: cfg.NetInclude, Intervals: cfg.Intervals, Logger: log})
-	sched := collectors.NewScheduler(collectors.SchedulerConfig{Sink: reg, Logger: log, Observer: met.CollectorObserver()}, set...)
-	reg.OnDemand(sched.SetDemand)
+	var draining atomic.Bool
+	var sched *collectors.Scheduler // single mode: this host's collectors feed reg
+	var fl *fleetNode               // hub or replica: NATS feeds reg (fleet.go)
+	var readyz fiber.Handler
+	if cfg.Fleet.mode() != "" {
+		var err error
+		if fl, err = startFleet(cfg, reg, hostID, hostRoot, met.CollectorObserver(), log); err != nil {
+			return err
+		}
+		defer fl.close()
+		readyz = fl.readyzHandler(&draining)
+	} else {
+		set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: hostRoot, NetInclude: cfg.NetInclude, Intervals: cfg.Intervals, Logger: log})
+		sched = collectors.NewScheduler(collectors.SchedulerConfig{Sink: reg, Logger: log, Observer: met.CollectorObserver()}, set...)
+		reg.OnDemand(sched.SetDemand)
+		readyz = readyzHandler(&draining, sched)
+	}
 
 	proxies := cfg.proxies // who a request comes from: per-IP limits, the auth guard's failure limiter, logs
 	api := httpapi.New(httpapi.Config{
@@ -120,7 +139,6 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	})
 	met.ExportStream(reg.Stats, api.Stats)
 
-	var draining atomic.Bool
 	// FiberConfig sets the handshake (read) timeout, turns off Fiber's
 	// WriteTimeout (it would cut long SSE streams; httpapi sets a deadline
 	// per write instead) and answers every error as JSON.
@@ -137,14 +155,18 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		Logger:     log,
 		OnFailure:  met.AuthFailure,
 		ClientIP:   proxies.ClientIP,
+		Sessions:   fl.sessionStore(), // nil: in memory
 	})
 	guard.Install(app) // before every route it protects
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
-	app.Get("/readyz", readyzHandler(&draining, sched))
+	app.Get("/readyz", readyz)
 	if cfg.Metrics.Auth {
 		app.Get("/metrics", guard.Require(), met.Handler())
 	} else {
 		app.Get("/metrics", met.Handler())
+	}
+	if fl != nil {
+		fl.register(app, reg, log) // / is the fleet overview; history from the store
 	}
 	pages.Register(app, reg, log)
 	api.Register(app)
@@ -171,9 +193,13 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 
 	collectCtx, stopCollectors := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = sched.Run(collectCtx) }()
+	wg.Add(1)
 	go func() { defer wg.Done(); reg.Run(collectCtx) }()
+	if fl != nil {
+		fl.run(collectCtx)
+	} else {
+		wg.Go(func() { _ = sched.Run(collectCtx) })
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- app.Listener(ln) }()
