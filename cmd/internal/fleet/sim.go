@@ -113,11 +113,14 @@ func SimRun(ctx context.Context, a *Agent, salt int, start time.Duration, onTick
 		if onTick != nil {
 			onTick(now)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case procTop = <-wanted:
-		case <-tick.C:
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				return
+			case procTop = <-wanted:
+			case <-tick.C:
+				waiting = false
+			}
 		}
 	}
 }
