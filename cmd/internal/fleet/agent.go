@@ -75,6 +75,9 @@ func DialAgent(conn ConnConfig, cfg AgentConfig) (*Agent, error) {
 	return a, nil
 }
 
+// Flush waits until the server has everything the agent published.
+func (a *Agent) Flush() error { return a.nc.FlushTimeout(requestTimeout) }
+
 // Close closes the agent's connection, flushing what it buffered.
 func (a *Agent) Close() {
 	_ = a.nc.FlushTimeout(time.Second)
@@ -245,6 +248,13 @@ func (a *Agent) Ready() bool {
 	return a.running.Load() && a.connected.Load() && a.Duplicate() == ""
 }
 
+// Seqs returns the seq of each topic's last value published so far.
+func (a *Agent) Seqs() map[string]uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.seqs)
+}
+
 // Stats are an agent's counters since start.
 type Stats struct {
 	Published, Dropped uint64
@@ -328,7 +338,7 @@ func (a *Agent) publish(topic string, ts time.Time, data []byte) {
 		_, last, _, err := directLast(a.nc, MetricPrefix+topic)
 		if err != nil {
 			a.dropped.Add(1)
-			a.log.Debug("agent: last seq unknown, value dropped", "topic", topic, "err", err)
+			a.log.Warn("agent: the topic's last seq in the store is unknown; value dropped rather than numbered from 1", "topic", topic, "err", err)
 			return
 		}
 		seq = last
