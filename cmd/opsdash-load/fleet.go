@@ -342,6 +342,10 @@ func runFleet(ctx context.Context, o options) (*Report, error) {
 	// Agents.
 	o.logf("fleet: %d simulated hosts", o.Hosts)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	agentLog := quiet // an agent's warnings (a dropped value) on the progress output
+	if o.Progress != nil {
+		agentLog = slog.New(slog.NewTextHandler(o.Progress, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	simCtx, stopSims := context.WithCancel(ctx)
 	var simWG sync.WaitGroup
 	defer func() { stopSims(); simWG.Wait() }()
@@ -350,7 +354,7 @@ func runFleet(ctx context.Context, o options) (*Report, error) {
 	for i := range agents {
 		host := fmt.Sprintf("sim-%03d", i)
 		a, err := fleet.DialAgent(fleet.ConnConfig{URLs: []string{natsURL}, Credentials: secret.Agent(host), Name: host, Logger: quiet},
-			fleet.AgentConfig{Host: host, Version: "sim", Logger: quiet})
+			fleet.AgentConfig{Host: host, Version: "sim", Logger: agentLog})
 		if err != nil {
 			return nil, err
 		}

@@ -362,7 +362,16 @@ func (a *Agent) publish(topic string, ts time.Time, data []byte) {
 // directLast returns the last message of subject in the stream: its
 // stream sequence and its Opsdash-Seq; found is false when there is none.
 func directLast(nc *nats.Conn, subject string) (streamSeq, seq uint64, found bool, err error) {
-	m, err := nc.Request("$JS.API.DIRECT.GET."+StreamName+"."+subject, nil, requestTimeout)
+	var m *nats.Msg
+	for start := time.Now(); ; {
+		m, err = nc.Request("$JS.API.DIRECT.GET."+StreamName+"."+subject, nil, requestTimeout)
+		// A stream just created or recovered answers direct gets a moment
+		// later than it exists: no responders then means "not yet".
+		if !errors.Is(err, nats.ErrNoResponders) || time.Since(start) > requestTimeout {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if err != nil {
 		return 0, 0, false, err
 	}
