@@ -15,8 +15,8 @@ const KindFleet PageKind = "fleet"
 const summarySuffix = "summary"
 
 // SparkPoints is how many of a host's newest CPU values its sparkline shows
-// (one a second: the last minute).
-const SparkPoints = 60
+// (one a second: the last half minute; 200 rows of 60 would add 70 KB).
+const SparkPoints = 30
 
 // Fleet is the model of the fleet overview: one row per host, hosts that
 // are silent or failing first, then by name.

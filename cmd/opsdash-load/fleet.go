@@ -365,7 +365,7 @@ func runFleet(ctx context.Context, o options) (*Report, error) {
 		fleet.SimDeclare(a)
 		agents[i] = a
 		simWG.Go(func() {
-			fleet.SimRun(simCtx, a, i, time.Duration(i)*time.Second/time.Duration(o.Hosts), func(t time.Time) { lastCPU[i].Store(t.UnixMilli()) })
+			fleet.SimRun(simCtx, a, i, time.Duration(i)*time.Second/time.Duration(o.Hosts), !o.RealIntervals, func(t time.Time) { lastCPU[i].Store(t.UnixMilli()) })
 		})
 		simWG.Go(func() { a.Run(simCtx) })
 	}

@@ -166,6 +166,7 @@ func parseArgs(args []string, stderr io.Writer) (options, bool, error) {
 	fs.IntVar(&o.DialParallel, "dial-parallel", 64, "handshakes in flight while connecting")
 	fs.IntVar(&o.Hosts, "hosts", 200, "fleet: simulated hosts (12 topics each)")
 	fs.IntVar(&o.Replicas, "replicas", 3, "fleet: replica processes")
+	fs.BoolVar(&o.RealIntervals, "real-intervals", false, "fleet: topics at the collectors' intervals (host 60 s, disk.usage 10 s…) instead of all 12 at 1 Hz")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.StringVar(&o.JSONOut, "json-out", "", "also write the JSON report to this file")
 	// Accept the scenario before or after the flags.

@@ -41,6 +41,9 @@ type options struct {
 	Token        string
 	Hosts        int // fleet: simulated hosts
 	Replicas     int // fleet: replica processes
+	// RealIntervals: fleet hosts publish at the collectors' intervals
+	// rather than every topic every second.
+	RealIntervals bool
 }
 
 const topicPrefix = "bench.t"

@@ -89,9 +89,11 @@ func round2(v float64) float64 { return math.Round(v*100) / 100 }
 
 // SimRun publishes a simulated host's samples through a until ctx ends:
 // each always-on topic at its interval (all of a host's 1 s topics in one
-// tick, as one collector round), proc.top while demanded. start staggers
-// hosts over the first second. onTick, if set, is told each 1 s tick's time.
-func SimRun(ctx context.Context, a *Agent, salt int, start time.Duration, onTick func(time.Time)) {
+// tick, as one collector round), proc.top while demanded; with everyTick,
+// every topic every second (the budgets' "12 topics at 1 Hz"). start
+// staggers hosts over the first second. onTick, if set, is told each
+// tick's time.
+func SimRun(ctx context.Context, a *Agent, salt int, start time.Duration, everyTick bool, onTick func(time.Time)) {
 	wanted := make(chan bool, 4)
 	a.OnDemand(func(topic string, on bool) { wanted <- on })
 	select {
@@ -105,7 +107,7 @@ func SimRun(ctx context.Context, a *Agent, salt int, start time.Duration, onTick
 	for n := 0; ; n++ {
 		now := time.Now()
 		for _, t := range SimTopics {
-			due := t.OnDemand && procTop && n%2 == 0 || !t.OnDemand && n%int(t.Interval/time.Second) == 0
+			due := everyTick || t.OnDemand && procTop && n%2 == 0 || !t.OnDemand && n%int(t.Interval/time.Second) == 0
 			if due {
 				a.Publish(collectors.Sample{Topic: a.Host() + "." + t.Suffix, Time: now, Data: SimSample(t.Suffix, n, salt)})
 			}

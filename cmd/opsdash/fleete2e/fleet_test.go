@@ -111,7 +111,7 @@ func (f *fleetUnderTest) simHosts(t *testing.T, n int, silent string) {
 			hostCtx, stop = context.WithCancel(ctx)
 			first := true
 			wg.Go(func() {
-				fleet.SimRun(hostCtx, a, i, 0, func(time.Time) {
+				fleet.SimRun(hostCtx, a, i, 0, false, func(time.Time) {
 					if !first {
 						stop()
 					}
@@ -119,7 +119,7 @@ func (f *fleetUnderTest) simHosts(t *testing.T, n int, silent string) {
 				})
 			})
 		} else {
-			wg.Go(func() { fleet.SimRun(hostCtx, a, i, time.Duration(i)*time.Second/time.Duration(n), nil) })
+			wg.Go(func() { fleet.SimRun(hostCtx, a, i, time.Duration(i)*time.Second/time.Duration(n), false, nil) })
 		}
 		wg.Go(func() { a.Run(hostCtx) })
 	}
@@ -377,7 +377,7 @@ func TestFleet(t *testing.T) {
 	})
 }
 
-var rowRE = regexp.MustCompile(`data-testid="fleet-host"`)
+var rowRE = regexp.MustCompile(`<tr data-topic="[a-z0-9_-]+\.summary"`)
 
 // fleetPage checks the overview; silent published once, at silentSince.
 func fleetPage(t *testing.T, f *fleetUnderTest, silent string, silentSince time.Time) {
