@@ -5,10 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/opsdash/opsdash/cmd/internal/fleet"
+	"github.com/opsdash/opsdash/cmd/opsdash/internal/envflag"
 )
 
 // credentialsMain runs `opsdash credentials`: on the hub, print the NATS
@@ -21,11 +23,13 @@ func credentialsMain(args []string, stdout, stderr io.Writer, getenv func(string
 	fs.SetOutput(stderr)
 	data := fs.String("nats-data", "", "the hub's --nats-data directory (its secret is fleet.secret there)")
 	secretFile := fs.String("nats-secret-file", "", "the hub's --nats-secret-file, when its secret is not in --nats-data")
-	host := fs.String("host-id", "", "print the credentials of this host's agent: they publish only this host's topics")
-	replica := fs.String("replica", "", "print the credentials of a replica (opsdash serve --nats) with this name: they read everything and publish only the publish API's topics")
+	var hosts, replicas envflag.List
+	fs.Var(&hosts, "host-id", "the credentials of this host's agent (comma-separated: several): they publish only this host's topics")
+	fs.Var(&replicas, "replica", "the credentials of a replica (opsdash serve --nats) with this name (comma-separated: several): they read everything and publish only the publish API's topics")
+	outDir := fs.String("out-dir", "", "write each to a file named after its user (agent-ID, replica-NAME; mode 0600) in this directory instead of printing it: for --nats-credentials-file")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: opsdash credentials (--nats-data DIR | --nats-secret-file FILE) (--host-id ID | --replica NAME)\n\n"+
-			"Prints USER:PASSWORD for --nats-credentials (or OPSDASH_NATS_CREDENTIALS) of an agent or a replica.\n\n")
+		fmt.Fprint(stderr, "Usage: opsdash credentials (--nats-data DIR | --nats-secret-file FILE) (--host-id ID,… | --replica NAME,…) [--out-dir DIR]\n\n"+
+			"Prints USER:PASSWORD, one line each, for --nats-credentials (or OPSDASH_NATS_CREDENTIALS) of agents or replicas.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := parseWithEnv(fs, args, getenv); err != nil {
@@ -39,12 +43,17 @@ func credentialsMain(args []string, stdout, stderr io.Writer, getenv func(string
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " ")))
 	}
-	if (*host == "") == (*replica == "") {
-		errs = append(errs, errors.New("give one of --host-id ID or --replica NAME"))
+	if len(hosts)+len(replicas) == 0 {
+		errs = append(errs, errors.New("give --host-id ID or --replica NAME (or both)"))
 	}
-	for _, n := range []struct{ flag, v string }{{"--host-id", *host}, {"--replica", *replica}} {
-		if n.v != "" && !validName(n.v) {
-			errs = append(errs, fmt.Errorf("%s %q: a host id or name is one token of [a-z0-9_-]", n.flag, n.v))
+	for _, n := range hosts {
+		if !validName(n) {
+			errs = append(errs, fmt.Errorf("--host-id %q: a host id is one token of [a-z0-9_-]", n))
+		}
+	}
+	for _, n := range replicas {
+		if !validName(n) {
+			errs = append(errs, fmt.Errorf("--replica %q: a name is one token of [a-z0-9_-]", n))
 		}
 	}
 	path := *secretFile
@@ -63,10 +72,22 @@ func credentialsMain(args []string, stdout, stderr io.Writer, getenv func(string
 		fmt.Fprintf(stderr, "opsdash credentials: the hub's secret: %v (has the hub started once with this --nats-data?)\n", err)
 		return 1
 	}
-	if *host != "" {
-		fmt.Fprintln(stdout, secret.Agent(*host))
-	} else {
-		fmt.Fprintln(stdout, secret.Replica(*replica))
+	var all []fleet.Credentials
+	for _, h := range hosts {
+		all = append(all, secret.Agent(h))
+	}
+	for _, r := range replicas {
+		all = append(all, secret.Replica(r))
+	}
+	for _, c := range all {
+		if *outDir == "" {
+			fmt.Fprintln(stdout, c)
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(*outDir, c.User), []byte(c.String()+"\n"), 0o600); err != nil {
+			fmt.Fprintf(stderr, "opsdash credentials: %v\n", err)
+			return 1
+		}
 	}
 	return 0
 }
