@@ -14,9 +14,6 @@ ARG DATE=unknown
 RUN CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT} -X main.date=${DATE}" \
       -o /out/opsdash ./cmd/opsdash
-# A fleet's hub writes its store to /data (--nats-data): owned by nonroot,
-# so a named volume mounted there starts out writable.
-RUN mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
 ARG VERSION=dev
@@ -27,7 +24,6 @@ LABEL org.opencontainers.image.title="opsdash" \
       org.opencontainers.image.revision="${COMMIT}" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/opsdash /usr/local/bin/opsdash
-COPY --from=build --chown=nonroot:nonroot /out/data /data
 USER nonroot:nonroot
 EXPOSE 8080
 # --server spells out the default. healthcheck runs with the server's
