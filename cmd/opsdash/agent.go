@@ -67,17 +67,24 @@ func (c *agentConfig) validate() error {
 	if err := collectors.CheckIntervals(c.Intervals); err != nil {
 		errs = append(errs, fmt.Errorf("--intervals: %v", err))
 	}
-	switch c.LogFormat {
+	errs = append(errs, logFlagErrors(c.LogFormat, c.LogLevel)...)
+	return errors.Join(errs...)
+}
+
+// logFlagErrors checks --log-format and --log-level (serve's and agent's).
+func logFlagErrors(format, level string) []error {
+	var errs []error
+	switch format {
 	case "auto", "text", "json":
 	default:
-		errs = append(errs, fmt.Errorf("--log-format %q: want auto, text or json", c.LogFormat))
+		errs = append(errs, fmt.Errorf("--log-format %q: want auto, text or json", format))
 	}
-	switch strings.ToLower(c.LogLevel) {
+	switch strings.ToLower(level) {
 	case "debug", "info", "warn", "error":
 	default:
-		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
+		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", level))
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // agentMain runs `opsdash agent`: this host's collectors publishing to the

@@ -182,16 +182,7 @@ func (c *serveConfig) validate() error {
 	if err := collectors.CheckIntervals(c.Intervals); err != nil {
 		errs = append(errs, fmt.Errorf("--intervals: %v", err))
 	}
-	switch c.LogFormat {
-	case "auto", "text", "json":
-	default:
-		errs = append(errs, fmt.Errorf("--log-format %q: want auto, text or json", c.LogFormat))
-	}
-	switch strings.ToLower(c.LogLevel) {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
-	}
+	errs = append(errs, logFlagErrors(c.LogFormat, c.LogLevel)...)
 	return errors.Join(errs...)
 }
 
