@@ -447,6 +447,7 @@
         onError(m);
         break;
     }
+    document.dispatchEvent(new CustomEvent('opsdash:frame', { detail: m })); // for page scripts (fleet.js)
   }
 
   // A once-a-second tick: protocol ping every heartbeat, dead after two

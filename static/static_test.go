@@ -8,13 +8,15 @@ import (
 	"github.com/opsdash/opsdash/static"
 )
 
-var hashed = regexp.MustCompile(`^/static/(app|style|icon)\.[0-9a-f]{10}\.(js|css|svg)$`)
+var hashed = regexp.MustCompile(`^/static/(app|style|icon|fleet)\.[0-9a-f]{10}\.(js|css|svg)$`)
 
 func TestAssetsServedUnderContentHashes(t *testing.T) {
 	want := map[string]string{
 		"app.js":    "text/javascript; charset=utf-8",
 		"style.css": "text/css; charset=utf-8",
 		"icon.svg":  "image/svg+xml",
+		"fleet.js":  "text/javascript; charset=utf-8",
+		"fleet.css": "text/css; charset=utf-8",
 	}
 	if got := len(static.Assets()); got != len(want) {
 		t.Fatalf("%d assets, want %d", got, len(want))

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"encoding/json"
 	"log/slog"
 	"time"
 )
@@ -27,8 +28,11 @@ type RegistryConfig struct {
 	// which the publish API may not use.
 	Host string
 	// Instance identifies this server process start (hello "instance");
-	// generated when "".
+	// generated when "". In a fleet it is the seq epoch (SetInstance).
 	Instance string
+	// Replica names this process in a fleet (hello "replica"); "" leaves
+	// the field out (single mode).
+	Replica string
 	// HistoryLen is how many values each topic keeps for ?history=N
 	// (default 300, including the latest).
 	HistoryLen int
@@ -64,6 +68,10 @@ type RegistryConfig struct {
 	// took and how many frames it carried, failed calls included (see
 	// writer.go). It runs on the writer goroutines and must be quick.
 	WriteObserver func(d time.Duration, frames int)
+
+	// Set in fleet mode through the Registry's setters (fleet.go).
+	forward        func(topic string, ts time.Time, data json.RawMessage) error
+	reservedSource func(source string) bool
 }
 
 // Defaults of SessionConfig's zero fields (see NoLimit for the rule);

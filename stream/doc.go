@@ -48,6 +48,10 @@
 //   - demand.go: the Demand callback, told when a topic gains its first or
 //     loses its last subscriber (on-demand collectors).
 //   - stats.go: counters and the Stats snapshot for /metrics.
+//   - fleet.go: what a fleet replica needs (cmd/internal/fleet): values
+//     with their producer's seq (PublishAt), the seq epoch (SetInstance,
+//     NewEpoch), history loaded later (Backfill), the publish API handed to
+//     NATS (ForwardPublished) and fleet hosts' ids reserved.
 //
 // # Locks
 //

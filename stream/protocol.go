@@ -138,6 +138,7 @@ type helloFrame struct {
 	Session     string `json:"session"`
 	Instance    string `json:"instance"`
 	Host        string `json:"host"`
+	Replica     string `json:"replica,omitempty"` // fleet mode: the serving process
 	HeartbeatMS int64  `json:"heartbeat_ms"`
 }
 
@@ -185,8 +186,8 @@ func mustJSON(v any) []byte {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
-func encodeHello(session, instance, host string, heartbeatMS int64) []byte {
-	return mustJSON(helloFrame{"hello", ProtocolVersion, session, instance, host, heartbeatMS})
+func encodeHello(session, instance, host, replica string, heartbeatMS int64) []byte {
+	return mustJSON(helloFrame{"hello", ProtocolVersion, session, instance, host, replica, heartbeatMS})
 }
 
 // encodeTopicsReply encodes "subscribed" or "unsubscribed" with the patterns as sent.
@@ -239,6 +240,7 @@ type ServerMessage struct {
 	Session     string          `json:"session"`
 	Instance    string          `json:"instance"`
 	Host        string          `json:"host"`
+	Replica     string          `json:"replica"`
 	HeartbeatMS int64           `json:"heartbeat_ms"`
 	Topic       string          `json:"topic"`
 	Seq         uint64          `json:"seq"`

@@ -92,6 +92,9 @@ func (r *Registry) publishJSON(name string, ts time.Time, data json.RawMessage, 
 	if ts.IsZero() {
 		ts = r.now()
 	}
+	if r.cfg.forward != nil { // fleet mode: the value goes through NATS (fleet.go)
+		return r.forwardPublished(name, ts, buf.Bytes())
+	}
 	return r.publish(name, ts, buf.Bytes(), true, b)
 }
 
@@ -103,10 +106,12 @@ func (r *Registry) CheckPublishTopic(name string) error {
 	if !ValidTopic(name) {
 		return fmt.Errorf("%w: %q", ErrInvalidTopic, name)
 	}
-	if h := r.cfg.Host; h != "" {
-		if first, _, _ := strings.Cut(name, "."); first == h {
-			return fmt.Errorf("%w: %q", ErrReservedTopic, name)
-		}
+	first, _, _ := strings.Cut(name, ".")
+	if h := r.cfg.Host; h != "" && first == h {
+		return fmt.Errorf("%w: %q", ErrReservedTopic, name)
+	}
+	if r.cfg.reservedSource != nil && r.cfg.reservedSource(first) { // a fleet host (fleet.go)
+		return fmt.Errorf("%w: %q", ErrReservedTopic, name)
 	}
 	return nil
 }
@@ -165,16 +170,24 @@ func (r *Registry) publish(name string, ts time.Time, data []byte, api bool, b *
 	if t.published {
 		t.lastPublish = r.now()
 	}
-	t.seq++
+	r.storeAndOffer(t, created, t.seq+1, tsMS, data, b) // unlocks r.mu
+	return nil
+}
+
+// storeAndOffer makes (seq, tsMS, data) t's latest value, releases r.mu
+// (held for writing by the caller) and offers the value to t's
+// subscribers: at once, or through b when it is not nil.
+func (r *Registry) storeAndOffer(t *topic, created bool, seq uint64, tsMS int64, data []byte, b *batch) {
+	t.seq = seq
 	t.ts = tsMS
 	t.data = data
-	t.frame = appendUpdate(make([]byte, 0, len(data)+len(name)+64), name, t.seq, tsMS, data)
+	t.frame = appendUpdate(make([]byte, 0, len(data)+len(t.name)+64), t.name, seq, tsMS, data)
 	histBytes := r.cfg.HistoryBytes
 	if t.published {
 		histBytes = r.cfg.PublishedHistoryBytes
 	}
-	t.hist.push(HistoryEntry{Seq: t.seq, TS: tsMS, Data: data}, r.cfg.HistoryLen, histBytes)
-	seq, frame := t.seq, t.frame
+	t.hist.push(HistoryEntry{Seq: seq, TS: tsMS, Data: data}, r.cfg.HistoryLen, histBytes)
+	frame := t.frame
 	subs := t.subscribersLocked()
 	r.mu.Unlock()
 
@@ -185,10 +198,9 @@ func (r *Registry) publish(name string, ts time.Time, data []byte, api bool, b *
 	}
 	if b != nil {
 		*b = append(*b, batchValue{seq: seq, frame: frame, subs: subs})
-		return nil
+		return
 	}
 	for _, rt := range subs {
 		rt.s.offerUpdate(rt.slot, seq, frame)
 	}
-	return nil
 }

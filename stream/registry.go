@@ -25,7 +25,7 @@ import (
 // callback runs with no lock held.
 type Registry struct {
 	cfg      RegistryConfig
-	instance string
+	instance atomic.Pointer[string] // hello "instance"; replaced by SetInstance (fleet.go)
 	log      *slog.Logger
 	now      func() time.Time
 
@@ -65,7 +65,6 @@ func NewRegistry(cfg RegistryConfig) *Registry {
 	cfg = cfg.withDefaults()
 	r := &Registry{
 		cfg:        cfg,
-		instance:   cfg.Instance,
 		log:        cfg.Logger,
 		now:        time.Now,
 		topics:     make(map[string]*topic),
@@ -76,19 +75,22 @@ func NewRegistry(cfg RegistryConfig) *Registry {
 	if r.log == nil {
 		r.log = slog.Default()
 	}
-	if r.instance == "" {
+	instance := cfg.Instance
+	if instance == "" {
 		var b [8]byte
 		_, _ = rand.Read(b[:])
-		r.instance = hex.EncodeToString(b[:])
+		instance = hex.EncodeToString(b[:])
 	}
+	r.instance.Store(&instance)
 	return r
 }
 
 // Host returns the local host id.
 func (r *Registry) Host() string { return r.cfg.Host }
 
-// Instance returns the id of this server process start.
-func (r *Registry) Instance() string { return r.instance }
+// Instance returns the seq epoch clients see in hello: the id of this
+// server process start, or the fleet's (SetInstance).
+func (r *Registry) Instance() string { return *r.instance.Load() }
 
 // Run expires published topics that were not published for PublishedTTL.
 // It returns when ctx is done.

@@ -94,7 +94,7 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 // Hello queues the hello frame. The edge calls it first, for WebSocket
 // sessions only.
 func (s *Session) Hello() {
-	s.reply(kindHello, encodeHello(s.id, s.r.instance, s.r.cfg.Host, s.cfg.Heartbeat.Milliseconds()))
+	s.reply(kindHello, encodeHello(s.id, s.r.Instance(), s.r.cfg.Host, s.r.cfg.Replica, s.cfg.Heartbeat.Milliseconds()))
 }
 
 // Handle processes one client text frame (a protocol v1 request). Bad

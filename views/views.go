@@ -144,6 +144,12 @@ type Meta struct {
 	Subscribe []string
 	// Rendered is when the server rendered the page (the snapshot's time).
 	Rendered time.Time
+	// Fleet: the server shows a fleet (hub or replica); / is the fleet
+	// overview, and the navigation says so.
+	Fleet bool
+	// Scripts and Styles are extra embedded assets of the page (static
+	// names), after app.js and style.css.
+	Scripts, Styles []string
 }
 
 // Dashboard is the model of /, the dashboard of this host.

@@ -10,7 +10,7 @@
 //
 // Usage:
 //
-//	opsdash-load [flags] fanout|freshness|idle|slow
+//	opsdash-load [flags] fanout|freshness|idle|slow|fleet
 //
 // Scenarios:
 //
@@ -26,6 +26,10 @@
 //	           reading, then with --slow-fraction of them not reading (small
 //	           SO_RCVBUF); reports RSS growth, the readers' p99 against the
 //	           first run, and how soon resumed readers hold fresh values.
+//	fleet      --hosts simulated agents (real NATS clients, own credentials)
+//	           through one NATS process to --replicas replica processes and
+//	           --clients browser-like clients (*.summary plus one host's
+//	           topics); kills a replica halfway (fleet.go).
 package main
 
 import (
@@ -59,6 +63,9 @@ func main() {
 
 // mainCode runs the command line args and returns the exit code.
 func mainCode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "fleet-nats" { // the fleet scenario's NATS process
+		return natsMain(args[1:], stdout, stderr)
+	}
 	o, asJSON, err := parseArgs(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -137,7 +144,7 @@ func parseArgs(args []string, stderr io.Writer) (options, bool, error) {
 	fs := flag.NewFlagSet("opsdash-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: opsdash-load [flags] fanout|freshness|idle|slow")
+		fmt.Fprintln(stderr, "usage: opsdash-load [flags] fanout|freshness|idle|slow|fleet")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.ServerBin, "server-bin", "", "opsdash binary to run (default: go build ./cmd/opsdash of this module into a temporary directory)")
@@ -157,6 +164,9 @@ func parseArgs(args []string, stderr io.Writer) (options, bool, error) {
 	fs.DurationVar(&o.SampleEvery, "sample-every", 100*time.Millisecond, "freshness sampling period")
 	fs.IntVar(&o.SourceAddrs, "source-addrs", 0, "loopback source addresses 127.0.0.1..n to spread clients over (default: one per 10,000 clients)")
 	fs.IntVar(&o.DialParallel, "dial-parallel", 64, "handshakes in flight while connecting")
+	fs.IntVar(&o.Hosts, "hosts", 200, "fleet: simulated hosts (12 topics each)")
+	fs.IntVar(&o.Replicas, "replicas", 3, "fleet: replica processes")
+	fs.BoolVar(&o.RealIntervals, "real-intervals", false, "fleet: topics at the collectors' intervals (host 60 s, disk.usage 10 s…) instead of all 12 at 1 Hz")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.StringVar(&o.JSONOut, "json-out", "", "also write the JSON report to this file")
 	// Accept the scenario before or after the flags.
@@ -194,11 +204,11 @@ func parseArgs(args []string, stderr io.Writer) (options, bool, error) {
 func (o options) validate() error {
 	var errs []error
 	switch o.Scenario {
-	case "fanout", "freshness", "idle", "slow":
+	case "fanout", "freshness", "idle", "slow", "fleet":
 	case "":
-		errs = append(errs, errors.New("no scenario: want fanout, freshness, idle or slow"))
+		errs = append(errs, errors.New("no scenario: want fanout, freshness, idle, slow or fleet"))
 	default:
-		errs = append(errs, fmt.Errorf("unknown scenario %q: want fanout, freshness, idle or slow", o.Scenario))
+		errs = append(errs, fmt.Errorf("unknown scenario %q: want fanout, freshness, idle, slow or fleet", o.Scenario))
 	}
 	check := func(ok bool, format string, args ...any) {
 		if !ok {
@@ -218,5 +228,7 @@ func (o options) validate() error {
 	check(o.SampleEvery >= time.Millisecond, "--sample-every must be at least 1ms")
 	check(o.SourceAddrs >= 1 && o.SourceAddrs <= 254, "--source-addrs must be 1..254")
 	check(o.DialParallel >= 1 && o.DialParallel <= 1024, "--dial-parallel must be 1..1024")
+	check(o.Hosts >= 1 && o.Hosts <= 1000, "--hosts must be 1..1000")
+	check(o.Replicas >= 1 && o.Replicas <= 10, "--replicas must be 1..10")
 	return errors.Join(errs...)
 }

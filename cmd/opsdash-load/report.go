@@ -61,6 +61,7 @@ type Report struct {
 	IdleBytesPerConn *float64           `json:"idle_bytes_per_conn,omitempty"`
 	Metrics          map[string]float64 `json:"server_metrics_delta,omitempty"`
 	Slow             *SlowReport        `json:"slow,omitempty"`
+	Fleet            *FleetReport       `json:"fleet,omitempty"` // fleet.go
 	Errors           []string           `json:"errors,omitempty"`
 }
 
@@ -195,6 +196,10 @@ func ms(v float64) string {
 
 // printTable writes r as a readable two-column table.
 func printTable(w io.Writer, r *Report) {
+	if r.Fleet != nil {
+		printFleet(w, r) // fleet.go
+		return
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "  %s\t%s\n", k, fmt.Sprintf(format, args...)) }
 	fmt.Fprintf(tw, "%s: %d clients (%d connected", r.Scenario, r.Clients, r.Connected)

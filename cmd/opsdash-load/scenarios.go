@@ -39,6 +39,11 @@ type options struct {
 	Progress     io.Writer // progress lines (stderr); nil: none
 	JSONOut      string    // also write the JSON report here
 	Token        string
+	Hosts        int // fleet: simulated hosts
+	Replicas     int // fleet: replica processes
+	// RealIntervals: fleet hosts publish at the collectors' intervals
+	// rather than every topic every second.
+	RealIntervals bool
 }
 
 const topicPrefix = "bench.t"
@@ -68,8 +73,10 @@ func run(ctx context.Context, o options) (*Report, error) {
 		return runSlow(ctx, o)
 	case "idle":
 		return runIdle(ctx, o)
+	case "fleet":
+		return runFleet(ctx, o) // fleet.go
 	}
-	return nil, fmt.Errorf("unknown scenario %q (want fanout, freshness, idle or slow)", o.Scenario)
+	return nil, fmt.Errorf("unknown scenario %q (want fanout, freshness, idle, slow or fleet)", o.Scenario)
 }
 
 // newClientConfig prepares what the clients of one run against srv share.

@@ -74,6 +74,7 @@ type serveConfig struct {
 	Auth             authConfig
 	TLS              tlsConfig
 	Metrics          metricsConfig
+	Fleet            fleetConfig // fleet.go: hub (--nats-listen) or replica (--nats)
 
 	publishTokenFromFile bool             // PublishToken was read from PublishTokenFile
 	proxies              clientip.Proxies // TrustedProxies, parsed by validate
@@ -130,6 +131,7 @@ func newServeFlags(cfg *serveConfig) *flag.FlagSet {
 	cfg.Auth.register(fs)
 	cfg.TLS.register(fs)
 	cfg.Metrics.register(fs)
+	cfg.Fleet.register(fs)
 	return fs
 }
 
@@ -192,6 +194,7 @@ func (c *serveConfig) validate() error {
 		errs = append(errs, fmt.Errorf("--trusted-proxies %w", err))
 	}
 	errs = append(errs, c.Metrics.validate(c.Auth.Token)...)
+	errs = append(errs, c.Fleet.validate()...)
 	for _, p := range c.NetInclude {
 		if _, err := path.Match(p, ""); err != nil {
 			errs = append(errs, fmt.Errorf("--net-include %q: %v", p, err))
@@ -200,16 +203,7 @@ func (c *serveConfig) validate() error {
 	if err := collectors.CheckIntervals(c.Intervals); err != nil {
 		errs = append(errs, fmt.Errorf("--intervals: %v", err))
 	}
-	switch c.LogFormat {
-	case "auto", "text", "json":
-	default:
-		errs = append(errs, fmt.Errorf("--log-format %q: want auto, text or json", c.LogFormat))
-	}
-	switch strings.ToLower(c.LogLevel) {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
-	}
+	errs = append(errs, logFlagErrors(c.LogFormat, c.LogLevel)...)
 	return errors.Join(errs...)
 }
 

@@ -4,7 +4,9 @@
 //
 // Usage:
 //
-//	opsdash [serve] [flags]     run the dashboard (the default)
+//	opsdash [serve] [flags]     run the dashboard (the default; a fleet's hub or replica with --nats-listen or --nats)
+//	opsdash agent --nats URL    publish this host's topics to a fleet
+//	opsdash credentials ...     print a host's or replica's NATS credentials (on the hub)
 //	opsdash watch [--server URL] [--json] PATTERN...
 //	opsdash healthcheck [--server URL] [--ca FILE]
 //	opsdash version
@@ -51,6 +53,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	switch cmd {
 	case "serve":
 		return serveMain(ctx, args, stderr, getenv, nil)
+	case "agent":
+		return agentMain(ctx, args, stderr, getenv, nil)
+	case "credentials":
+		return credentialsMain(args, stdout, stderr, getenv)
 	case "watch":
 		return watchMain(ctx, args, stdout, stderr, getenv)
 	case "healthcheck":
@@ -78,7 +84,12 @@ func isHelpFlag(arg string) bool {
 }
 
 const usage = `Usage:
-  opsdash [serve] [flags]          run the dashboard (default); opsdash serve --help lists the flags
+  opsdash [serve] [flags]          run the dashboard (default); opsdash serve --help lists the flags;
+                                   --nats-listen ADDR --nats-data DIR makes it a fleet's hub, --nats URL a replica
+  opsdash agent --nats URL [--host-id ID]
+                                   collect this host and publish to a fleet's NATS (--help for flags)
+  opsdash credentials (--nats-data DIR | --nats-secret-file FILE) (--host-id ID | --replica NAME)
+                                   on the hub: print an agent's or a replica's NATS credentials
   opsdash watch [--server URL] [--json] PATTERN...
                                    print updates of matching topics as they arrive (--help for flags)
   opsdash healthcheck [--server URL] [--ca FILE]

@@ -95,8 +95,13 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	// it. The one loop, the registry telling the scheduler which on-demand
 	// topics have subscribers, is closed with OnDemand before anything runs.
 	met := metrics.New(metrics.Build{Version: version, Commit: commit})
+	replica := ""
+	if cfg.Fleet.mode() != "" {
+		replica = replicaName(cfg, hostID)
+	}
 	reg := stream.NewRegistry(stream.RegistryConfig{
 		Host:          hostID,
+		Replica:       replica,
 		HistoryLen:    cfg.HistoryLen,
 		MaxTopics:     limitFlag(cfg.MaxTopics),
 		MaxValueBytes: limitFlag(cfg.MaxValueBytes),
@@ -104,9 +109,23 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		Logger:        log,
 		WriteObserver: met.ObserveWrite,
 	})
-	set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: hostRoot, NetInclude: cfg.NetInclude, Intervals: cfg.Intervals, Logger: log})
-	sched := collectors.NewScheduler(collectors.SchedulerConfig{Sink: reg, Logger: log, Observer: met.CollectorObserver()}, set...)
-	reg.OnDemand(sched.SetDemand)
+	var draining atomic.Bool
+	var sched *collectors.Scheduler // single mode: this host's collectors feed reg
+	var fl *fleetNode               // hub or replica: NATS feeds reg (fleet.go)
+	var readyz fiber.Handler
+	if cfg.Fleet.mode() != "" {
+		var err error
+		if fl, err = startFleet(cfg, reg, hostID, hostRoot, met.CollectorObserver(), log); err != nil {
+			return err
+		}
+		defer fl.close()
+		readyz = fl.readyzHandler(&draining)
+	} else {
+		set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: hostRoot, NetInclude: cfg.NetInclude, Intervals: cfg.Intervals, Logger: log})
+		sched = collectors.NewScheduler(collectors.SchedulerConfig{Sink: reg, Logger: log, Observer: met.CollectorObserver()}, set...)
+		reg.OnDemand(sched.SetDemand)
+		readyz = readyzHandler(&draining, sched)
+	}
 
 	proxies := cfg.proxies // who a request comes from: per-IP limits, the auth guard's failure limiter, logs
 	var api *httpapi.Server
@@ -118,6 +137,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		OnFailure:    met.AuthFailure,
 		ClientIP:     proxies.ClientIP,
 		SameOrigin:   func(c *fiber.Ctx) bool { return api.SameOrigin(c) },
+		Sessions:     fl.sessionStore(), // nil: in memory
 	})
 	api = httpapi.New(httpapi.Config{
 		Registry:         reg,
@@ -146,7 +166,6 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	})
 	met.ExportStream(reg.Stats, api.Stats)
 
-	var draining atomic.Bool
 	// FiberConfig sets the handshake (read) timeout, turns off Fiber's
 	// WriteTimeout (it would cut long SSE streams; httpapi sets a deadline
 	// per write instead) and answers every error as JSON.
@@ -162,11 +181,14 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	app.Use(api.HostGuard("/healthz", "/readyz"))
 	guard.Install(app) // before every route it protects
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
-	app.Get("/readyz", readyzHandler(&draining, sched))
+	app.Get("/readyz", readyz)
 	if cfg.Metrics.Auth {
 		app.Get("/metrics", guard.Require(), met.Handler())
 	} else {
 		app.Get("/metrics", met.Handler())
+	}
+	if fl != nil {
+		fl.register(app, reg, log) // / is the fleet overview; history from the store
 	}
 	pages.Register(app, reg, log)
 	api.Register(app)
@@ -211,9 +233,13 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 
 	collectCtx, stopCollectors := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = sched.Run(collectCtx) }()
+	wg.Add(1)
 	go func() { defer wg.Done(); reg.Run(collectCtx) }()
+	if fl != nil {
+		fl.run(collectCtx)
+	} else {
+		wg.Go(func() { _ = sched.Run(collectCtx) })
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- app.Listener(ln) }()

@@ -121,6 +121,9 @@ type Config struct {
 	// tokens and names them in logs (clientip.Proxies.ClientIP behind
 	// trusted proxies); nil means c.IP(), the peer address.
 	ClientIP func(*fiber.Ctx) string
+	// Sessions keeps the browser sessions; nil means in this process's
+	// memory (they end with it). A fleet passes one all replicas share.
+	Sessions SessionStore
 }
 
 // CheckToken reports what is wrong with tok as a token: too short, or
@@ -160,9 +163,10 @@ type Guard struct {
 	clientIP   func(*fiber.Ctx) string
 	sameOrigin func(*fiber.Ctx) bool
 	now        func() time.Time
-	sessions   *sessionStore
-	auth       tokenCheck // Token
-	publish    tokenCheck // PublishToken
+	sessions   SessionStore
+	ttl        time.Duration // a session's lifetime (the cookie's Max-Age)
+	auth       tokenCheck    // Token
+	publish    tokenCheck    // PublishToken
 }
 
 // tokenCheck is one token and the per-address limiter of wrong guesses
@@ -190,6 +194,9 @@ func New(cfg Config) *Guard {
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = DefaultSessionTTL
 	}
+	if cfg.Sessions == nil {
+		cfg.Sessions = newSessionStore(cfg.SessionTTL, maxSessions)
+	}
 	return &Guard{
 		enabled:    cfg.Token != "",
 		log:        cfg.Logger,
@@ -197,7 +204,8 @@ func New(cfg Config) *Guard {
 		clientIP:   cfg.ClientIP,
 		sameOrigin: cfg.SameOrigin,
 		now:        time.Now,
-		sessions:   newSessionStore(cfg.SessionTTL, maxSessions),
+		sessions:   cfg.Sessions,
+		ttl:        cfg.SessionTTL,
 		auth:       newTokenCheck(TokenAuth, cfg.Token),
 		publish:    newTokenCheck(TokenPublish, cfg.PublishToken),
 	}
@@ -287,7 +295,7 @@ func (g *Guard) authenticate(c *fiber.Ctx) (credential, time.Duration) {
 	if tok, ok := httpapi.BearerToken(c.Get(fiber.HeaderAuthorization)); ok {
 		return g.tryToken(c, &g.auth, tok, "header")
 	}
-	if g.sessions.valid(c.Cookies(SessionCookie), g.now()) {
+	if g.sessions.Valid(c.Cookies(SessionCookie), g.now()) {
 		return credValid, 0
 	}
 	return credNone, 0

@@ -53,7 +53,7 @@ func (g *Guard) handleLogin(c *fiber.Ctx) error {
 		}
 		return httpapi.WriteError(c, fiber.StatusUnauthorized, "unauthorized", "the token is not valid")
 	}
-	id, err := g.sessions.create(g.now())
+	id, err := g.sessions.Create(g.now())
 	if err != nil {
 		return err // no randomness: a 500, and no session
 	}
@@ -61,7 +61,7 @@ func (g *Guard) handleLogin(c *fiber.Ctx) error {
 		Name:     SessionCookie,
 		Value:    id,
 		Path:     "/",
-		MaxAge:   int(g.sessions.ttl / time.Second),
+		MaxAge:   int(g.ttl / time.Second),
 		HTTPOnly: true,                           // no script reads it
 		SameSite: fiber.CookieSameSiteStrictMode, // no other site's page sends it
 		Secure:   c.Protocol() == "https",        // TLS here, or a proxy that says so
@@ -81,7 +81,7 @@ func (g *Guard) handleLogout(c *fiber.Ctx) error {
 		return httpapi.WriteError(c, fiber.StatusForbidden, "forbidden", "sign out from a page of this server")
 	}
 	if id := c.Cookies(SessionCookie); id != "" {
-		if g.sessions.revoke(id) {
+		if g.sessions.Revoke(id) {
 			g.log.Info("auth: signed out", "client_ip", g.clientIP(c))
 		}
 	}

@@ -1,0 +1,135 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/opsdash/opsdash/collectors"
+)
+
+// Liveness: a replica cannot ask a dead host anything, so it judges each
+// host topic by when its last value arrived.
+const (
+	// SilentAfter is the least silence that makes a topic failing; a topic
+	// with a longer interval gets three of its intervals.
+	SilentAfter = 15 * time.Second
+	// livenessEvery is how often the check runs; a topic turns failing at
+	// most this long after its limit minus the margin below.
+	livenessEvery = 500 * time.Millisecond
+	// livenessMargin: the check fires this much before the limit, so that
+	// with the check's period a silent topic is failing within the limit.
+	livenessMargin = time.Second
+)
+
+// silentLimit is how long topic of interval may stay silent: three
+// intervals or SilentAfter, whichever is longer.
+func silentLimit(interval time.Duration) time.Duration {
+	return max(3*interval, SilentAfter)
+}
+
+// liveTopic is what the liveness check knows of one host topic.
+type liveTopic struct {
+	host        string
+	info        collectors.TopicInfo // from the descriptor
+	declared    bool                 // info came from a descriptor
+	known       time.Time            // when this replica learned of it
+	lastArrival time.Time            // when its last value arrived (zero: none yet)
+	agentErr    string               // its collector's error, from the descriptor
+	shown       string               // the error last given to the registry ("": ok)
+}
+
+// topicLocked returns name's entry, creating it. r.mu must be held.
+func (r *Replica) topicLocked(name string, now time.Time) *liveTopic {
+	t := r.topics[name]
+	if t == nil {
+		t = &liveTopic{host: hostOf(name), known: now}
+		r.topics[name] = t
+	}
+	return t
+}
+
+func (r *Replica) noteArrival(topic string, at time.Time) {
+	r.mu.Lock()
+	t := r.topicLocked(topic, at)
+	if at.After(t.lastArrival) {
+		t.lastArrival = at
+	}
+	r.mu.Unlock()
+}
+
+// watch runs the liveness check until ctx ends.
+func (r *Replica) watch(ctx context.Context) {
+	tick := time.NewTicker(livenessEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			r.checkLiveness(now)
+		}
+	}
+}
+
+// checkLiveness gives every host topic the status it should have at now
+// and tells the registry about each change.
+func (r *Replica) checkLiveness(now time.Time) {
+	connected, lostAt, _ := r.connState()
+	feedLost := !connected && !lostAt.IsZero() && now.Sub(lostAt) >= FeedLostAfter
+	type change struct{ topic, err string }
+	var changes []change
+	r.mu.Lock()
+	for name, t := range r.topics {
+		want := r.topicErrorLocked(name, t, now, feedLost, lostAt)
+		if want != t.shown {
+			t.shown = want
+			changes = append(changes, change{name, want})
+		}
+	}
+	r.mu.Unlock()
+	for _, c := range changes {
+		var err error
+		if c.err != "" {
+			err = errors.New(c.err)
+		}
+		r.reg.SetStatus(c.topic, err)
+	}
+}
+
+// topicErrorLocked is the error topic t should show at now ("" for none).
+func (r *Replica) topicErrorLocked(name string, t *liveTopic, now time.Time, feedLost bool, lostAt time.Time) string {
+	if feedLost {
+		return "live feed lost since " + clock(lostAt) + ": NATS is unreachable from this server"
+	}
+	if t.agentErr != "" {
+		return t.agentErr
+	}
+	if !t.declared { // an interval is needed to judge silence
+		return ""
+	}
+	ref := t.lastArrival
+	if t.info.OnDemand {
+		since, wanted := r.wanted[name]
+		if !wanted {
+			return "" // idle: nobody asked for it
+		}
+		if since.After(ref) {
+			ref = since
+		}
+	}
+	if ref.IsZero() {
+		ref = t.known
+	}
+	if now.Sub(ref) < silentLimit(t.info.Interval)-livenessMargin {
+		return ""
+	}
+	if t.lastArrival.IsZero() {
+		return fmt.Sprintf("no value from %s yet (waiting since %s)", t.host, clock(ref))
+	}
+	return fmt.Sprintf("no value from %s since %s: the host or its agent is silent", t.host, clock(t.lastArrival))
+}
+
+// clock is a time as status errors show it: 15:04:05 UTC.
+func clock(t time.Time) string { return t.UTC().Format("15:04:05") + " UTC" }

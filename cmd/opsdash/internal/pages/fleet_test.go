@@ -1,0 +1,126 @@
+package pages
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/opsdash/opsdash/collectors"
+	"github.com/opsdash/opsdash/static"
+	"github.com/opsdash/opsdash/stream"
+)
+
+// fakeFleet is the replica side the pages ask: its hosts, and which
+// history loads they asked for.
+type fakeFleet struct {
+	hosts      []string
+	backfilled []string
+}
+
+func (f *fakeFleet) Hosts() []string { return f.hosts }
+func (f *fakeFleet) Backfill(_ context.Context, topic string, n int) {
+	f.backfilled = append(f.backfilled, topic)
+}
+
+// fleetApp is a replica's pages over a registry holding the summaries of
+// web-1 (fine), web-2 (a failing collector) and web-3 (silent).
+func fleetApp(t *testing.T, hosts ...string) (*fiber.App, *fakeFleet) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := stream.NewRegistry(stream.RegistryConfig{Host: "hub", Logger: log})
+	summary := func(host string, cpu float64, failing ...string) {
+		reg.Declare(collectors.TopicInfo{Name: host + ".summary", Interval: time.Second})
+		reg.Declare(collectors.TopicInfo{Name: host + ".cpu", Interval: time.Second})
+		if failing == nil {
+			failing = []string{}
+		}
+		b, _ := json.Marshal(map[string]any{"cpu_pct": cpu, "mem_pct": 40, "disk_pct": 70, "rx_bytes_per_s": 1000, "tx_bytes_per_s": 2000, "load1": 0.5, "failing": failing})
+		for seq := uint64(1); seq <= 3; seq++ {
+			reg.PublishAt(stream.Sequenced{Topic: host + ".summary", Seq: seq, TS: time.Now().UnixMilli(), Data: b})
+		}
+	}
+	summary("web-1", 12.5)
+	summary("web-2", 50, "disk.io")
+	summary("web-3", 99)
+	reg.SetStatus("web-3.summary", errors.New("no value from web-3 since 10:00:00 UTC: the host or its agent is silent"))
+	f := &fakeFleet{hosts: hosts}
+	if f.hosts == nil {
+		f.hosts = []string{"web-1", "web-2", "web-3"}
+	}
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	RegisterFleet(app, reg, FleetSite{Fleet: f, AddHost: []string{"opsdash credentials --host-id NEW-HOST --nats-data /data"}}, log)
+	Register(app, reg, log)
+	return app, f
+}
+
+var hostRowRE = regexp.MustCompile(`<tr data-topic="[^"]+" data-interval="[0-9]+" data-status="[a-z]+" data-state="([a-z]+)" data-host="([^"]+)"`)
+
+// The overview: every host with its numbers on first paint, silent and
+// failing hosts first, the fleet's assets, the add-a-host commands.
+func TestFleetOverview(t *testing.T) {
+	app, _ := fleetApp(t)
+	resp, body := do(t, app, httptest.NewRequest("GET", "/", nil))
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Security-Policy") == "" {
+		t.Fatalf("GET / = %d, CSP %q", resp.StatusCode, resp.Header.Get("Content-Security-Policy"))
+	}
+	var order, states []string
+	for _, m := range hostRowRE.FindAllStringSubmatch(body, -1) {
+		states, order = append(states, m[1]), append(order, m[2])
+	}
+	if strings.Join(order, ",") != "web-3,web-2,web-1" {
+		t.Errorf("rows %v, want the silent host, then the failing one, then the rest", order)
+	}
+	if len(states) == 3 && states[0] != "failing" {
+		t.Errorf("the silent host's row is %q, want failing", states[0])
+	}
+	for _, want := range []string{`data-f="cpu_pct">12.5%`, "failing: disk.io", "no value from web-3", "3 hosts · 1 silent · 1 failing",
+		static.Path("fleet.js"), static.Path("fleet.css"), `href="/hosts/web-1"`, "opsdash credentials --host-id NEW-HOST"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the overview lacks %q", want)
+		}
+	}
+	if strings.Contains(body, `<details class="add-host" open`) {
+		t.Error("the add-a-host commands are open in a fleet of three hosts")
+	}
+	_, filtered := do(t, app, httptest.NewRequest("GET", "/?q=web-2", nil))
+	if got := hostRowRE.FindAllStringSubmatch(filtered, -1); len(got) != 1 || got[0][2] != "web-2" {
+		t.Errorf("?q=web-2 shows %d rows", len(got))
+	}
+}
+
+// A hub without agents shows itself and, open, how to add a host.
+func TestFleetOverviewOfALoneHub(t *testing.T) {
+	app, _ := fleetApp(t, "web-1")
+	_, body := do(t, app, httptest.NewRequest("GET", "/", nil))
+	if !strings.Contains(body, `<details class="add-host" open`) {
+		t.Error("a hub alone does not show the add-a-host commands open")
+	}
+}
+
+// /hosts/{host} is the host's dashboard, its charts' history loaded from
+// the store first; an unknown host is a 404.
+func TestFleetHostPage(t *testing.T) {
+	app, f := fleetApp(t)
+	resp, body := do(t, app, httptest.NewRequest("GET", "/hosts/web-1", nil))
+	if resp.StatusCode != 200 || !strings.Contains(body, `data-topic="web-1.cpu"`) || !strings.Contains(body, `data-testid="dashboard"`) {
+		t.Errorf("GET /hosts/web-1 = %d, without web-1's dashboard", resp.StatusCode)
+	}
+	if strings.Join(f.backfilled, ",") != "web-1.cpu,web-1.mem,web-1.net.io,web-1.disk.io" {
+		t.Errorf("history loaded for %v, want the charts' topics", f.backfilled)
+	}
+	if resp, _ := do(t, app, httptest.NewRequest("GET", "/hosts/nope", nil)); resp.StatusCode != 404 {
+		t.Errorf("GET /hosts/nope = %d, want 404", resp.StatusCode)
+	}
+	if _, body := do(t, app, httptest.NewRequest("GET", "/topics", nil)); !strings.Contains(body, "web-3.summary") || !strings.Contains(body, "web-1.cpu") {
+		t.Error("the explorer does not span the fleet")
+	}
+}
