@@ -4,7 +4,9 @@
 #   docker build -t opsdash --build-arg VERSION=1.2.0 --build-arg COMMIT=$(git rev-parse --short HEAD) \
 #     --build-arg DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ) .
 # Watch the host: see deploy/compose.yaml and docs/deploy.md.
-
+# Lint: go test -run TestDockerfileLint ./cmd/opsdash (BuildKit's checks).
+#
+# build compiles the static binary, with the version, commit and date in it.
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./

@@ -29,11 +29,16 @@ type HostData struct {
 	UptimeS    uint64 `json:"uptime_s"`
 	// BootTimeS is when the host booted, in Unix seconds.
 	BootTimeS uint64 `json:"boot_time_s"`
-	// VirtualizationSystem ("kvm", "docker", ...) and VirtualizationRole
-	// ("guest" or "host") are gopsutil's best guess, "" when unknown.
-	VirtualizationSystem string `json:"virtualization_system"`
-	VirtualizationRole   string `json:"virtualization_role"`
-	CPUModel             string `json:"cpu_model"`
+	// VirtualizationSystem names what the host runs in, the innermost
+	// layer: a container engine ("docker", "podman", "kubernetes", ...) or
+	// a hypervisor ("kvm", "vmware", "hyperv", ...); "" when unknown.
+	// VirtualizationRole is "guest", "host" (it can run KVM guests, or is
+	// a Xen dom0) or "". VirtualizationEvidence says what decided them
+	// (see detectVirtualization).
+	VirtualizationSystem   string `json:"virtualization_system"`
+	VirtualizationRole     string `json:"virtualization_role"`
+	VirtualizationEvidence string `json:"virtualization_evidence"`
+	CPUModel               string `json:"cpu_model"`
 	// CPUCount is the number of logical CPUs.
 	CPUCount int `json:"cpu_count"`
 }
@@ -46,7 +51,8 @@ const platformTTL = time.Hour
 // hostCollector produces <host>.host.
 type hostCollector struct {
 	spec
-	topic string
+	topic    string
+	hostRoot string // where the marker files (/.dockerenv) are looked for
 
 	mu                        sync.Mutex
 	platform, platformVersion string
@@ -57,12 +63,12 @@ type hostCollector struct {
 func NewHost(cfg Config) Collector { return buildAlways("host", cfg) }
 
 func newHost(cfg Config, s spec) *hostCollector {
-	return &hostCollector{spec: s, topic: cfg.HostID + ".host"}
+	return &hostCollector{spec: s, topic: cfg.HostID + ".host", hostRoot: cfg.HostRoot}
 }
 
 func (c *hostCollector) Topics() []TopicInfo {
 	return []TopicInfo{c.declare(c.topic,
-		"Host facts: hostname, OS, platform, kernel, arch, uptime, boot time, virtualization, CPU model and count")}
+		"Host facts: hostname, OS, platform, kernel, arch, uptime, boot time, virtualization and its evidence, CPU model and count")}
 }
 
 // Collect gathers the host facts. It calls gopsutil's parts one by one
@@ -82,7 +88,8 @@ func (c *hostCollector) Collect(ctx context.Context) ([]Sample, error) {
 	d.Platform, d.PlatformVersion = c.platformInfo(ctx)
 	d.KernelVersion, _ = host.KernelVersionWithContext(ctx)
 	d.KernelArch, _ = host.KernelArch()
-	d.VirtualizationSystem, d.VirtualizationRole, _ = host.VirtualizationWithContext(ctx)
+	v := detectVirtualization(hostPathsFromEnv(), c.hostRoot)
+	d.VirtualizationSystem, d.VirtualizationRole, d.VirtualizationEvidence = v.system, v.role, v.evidence
 	if infos, err := cpu.InfoWithContext(ctx); err == nil {
 		d.CPUModel, d.CPUCount = cpuModel(infos)
 	}

@@ -42,7 +42,12 @@ func TestHostOnThisMachine(t *testing.T) {
 		t.Errorf("cpu_count = %d, fewer than the %d this process may use", d.CPUCount, runtime.NumCPU())
 	}
 	checkKeys(t, "h.host", d, "hostname", "os", "platform", "platform_version", "kernel_version", "kernel_arch",
-		"uptime_s", "boot_time_s", "virtualization_system", "virtualization_role", "cpu_model", "cpu_count")
+		"uptime_s", "boot_time_s", "virtualization_system", "virtualization_role", "virtualization_evidence", "cpu_model", "cpu_count")
+	// Whatever this machine is, the topic says how it decided.
+	if d.VirtualizationEvidence == "" {
+		t.Errorf("virtualization %q %q without evidence", d.VirtualizationSystem, d.VirtualizationRole)
+	}
+	t.Logf("virtualization: %q %q: %s", d.VirtualizationSystem, d.VirtualizationRole, d.VirtualizationEvidence)
 
 	// In a container watching the host, the hostname is the host's.
 	etc := t.TempDir()

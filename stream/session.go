@@ -210,6 +210,9 @@ func (s *Session) subscribe(patterns []string, id string, withReply bool) error 
 	}
 	start := s.kickLocked()
 	s.mu.Unlock()
+	// A snapshot value is offered like a published one, so that every
+	// update sent or dropped was counted as offered first (stats.go).
+	s.r.counters.offered.Add(uint64(len(snap)))
 	s.r.counters.subscriptions.Add(int64(len(add)))
 	if start {
 		s.startWriter()

@@ -69,7 +69,14 @@ type Stats struct {
 	EncodeErrors    uint64 // counter: samples dropped because their topic or data was invalid
 	TopicsExpired   uint64 // counter: published topics expired by the TTL
 
-	UpdatesOffered uint64      // counter: update values offered to session mailboxes
+	// UpdatesOffered counts update values offered to session mailboxes:
+	// each published value once per subscribed session, and each value of
+	// a subscription's snapshot (a topic's latest value, sent when a
+	// pattern starts matching it). Every offered value is then sent
+	// (Sent.Update), dropped (Dropped) or still pending, so that
+	// UpdatesOffered = Sent.Update + Dropped.Stale + Dropped.Unsubscribed +
+	// Dropped.Closed + the updates waiting in mailboxes.
+	UpdatesOffered uint64      // counter
 	Sent           FrameCounts // counter: frames handed to Conn.WriteFrames successfully
 	Dropped        DropCounts  // counter: update values never sent, by reason
 

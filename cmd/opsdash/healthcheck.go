@@ -75,7 +75,14 @@ func healthcheckMain(ctx context.Context, args []string, stdout, stderr io.Write
 		fmt.Fprintf(stderr, "healthcheck: %s: %s %s\n", url, resp.Status, strings.TrimSpace(string(body)))
 		return 1
 	}
-	fmt.Fprintf(stdout, "ready: %s\n", strings.TrimSpace(string(body)))
+	// Which server answered is what the reader cannot tell from the exit
+	// code (it may come from --addr-file, OPSDASH_LISTEN or a flag); the
+	// body of a ready opsdash is just "ready" and would say nothing new.
+	line := target.base + " is ready"
+	if b := strings.TrimSpace(string(body)); b != "ready" {
+		line += fmt.Sprintf(" (it answered %q)", b)
+	}
+	fmt.Fprintln(stdout, line)
 	return 0
 }
 

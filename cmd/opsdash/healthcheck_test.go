@@ -56,7 +56,8 @@ func TestHealthcheckExitCodes(t *testing.T) {
 		stdout  string
 		stderr  string
 	}{
-		{name: "ready", handler: readyz(200, "ready"), want: 0, stdout: "ready: ready"},
+		{name: "ready", handler: readyz(200, "ready"), want: 0, stdout: "{url} is ready\n"},
+		{name: "ready, another body", handler: readyz(200, "ok"), want: 0, stdout: `{url} is ready (it answered "ok")` + "\n"},
 		{name: "ready, server from OPSDASH_SERVER", handler: readyz(200, "ready"), viaEnv: true, want: 0},
 		{name: "draining", handler: readyz(503, "draining"), want: 1, stderr: "503 Service Unavailable draining"},
 		{name: "collectors starting", handler: readyz(503, "collectors starting"), want: 1, stderr: "collectors starting"},
@@ -90,8 +91,9 @@ func TestHealthcheckExitCodes(t *testing.T) {
 			if code != tc.want {
 				t.Fatalf("exit code = %d, want %d\nstdout: %s\nstderr: %s", code, tc.want, stdout.String(), stderr.String())
 			}
-			if !strings.Contains(stdout.String(), tc.stdout) || !strings.Contains(stderr.String(), tc.stderr) {
-				t.Errorf("stdout %q, stderr %q; want them to contain %q, %q", stdout.String(), stderr.String(), tc.stdout, tc.stderr)
+			wantOut := strings.ReplaceAll(tc.stdout, "{url}", url)
+			if !strings.Contains(stdout.String(), wantOut) || !strings.Contains(stderr.String(), tc.stderr) {
+				t.Errorf("stdout %q, stderr %q; want them to contain %q, %q", stdout.String(), stderr.String(), wantOut, tc.stderr)
 			}
 		})
 	}
@@ -225,17 +227,17 @@ func TestHealthcheckTLS(t *testing.T) {
 				stderr string
 			}{
 				{name: "the image's command line in the server's environment", env: serverEnv, args: imageHealthcheck,
-					want: 0, stdout: "ready: ready"},
-				{name: "no --server, the server's environment", env: serverEnv, args: []string{"healthcheck"}, want: 0, stdout: "ready: ready"},
+					want: 0, stdout: "https://127.0.0.1:" + port + " is ready\n"},
+				{name: "no --server, the server's environment", env: serverEnv, args: []string{"healthcheck"}, want: 0, stdout: "https://127.0.0.1:" + port + " is ready\n"},
 				{name: "no --server, flags", args: []string{"healthcheck", "--listen", "127.0.0.1:" + port, "--tls-cert", srv.cert},
-					want: 0, stdout: "ready: ready"},
+					want: 0, stdout: "https://127.0.0.1:" + port + " is ready\n"},
 				{name: "another certificate in OPSDASH_TLS_CERT",
 					env: map[string]string{"OPSDASH_LISTEN": ":" + port, "OPSDASH_TLS_CERT": other.Cert}, args: imageHealthcheck,
 					want: 1, stderr: "is not the one in --tls-cert \"" + other.Cert + "\""},
 				{name: "no OPSDASH_TLS_CERT: plain http to the TLS port", env: map[string]string{"OPSDASH_LISTEN": ":" + port},
 					args: imageHealthcheck, want: 1, stderr: `"http://127.0.0.1:` + port + `/readyz"`},
 				{name: "--ca, by a name in the certificate", args: []string{"healthcheck", "--server", "https://localhost:" + port, "--ca", srv.ca},
-					want: 0, stdout: "ready: ready"},
+					want: 0, stdout: "https://localhost:" + port + " is ready\n"},
 				{name: "--ca, by IP address", args: []string{"healthcheck", "--server", "https://127.0.0.1:" + port, "--ca", srv.ca},
 					want: byIP.want, stderr: byIP.stderr},
 				{name: "--ca of another CA", args: []string{"healthcheck", "--server", "https://localhost:" + port, "--ca", other.Cert},

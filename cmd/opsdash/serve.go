@@ -67,7 +67,7 @@ func drainForceAfter(timeout time.Duration) time.Duration {
 func newLogger(w io.Writer, format, level string) *slog.Logger {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(level)) // validated before
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: readableDuration}
 	if format == "auto" {
 		format = "json"
 		if f, ok := w.(*os.File); ok {
@@ -80,6 +80,17 @@ func newLogger(w io.Writer, format, level string) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// readableDuration writes a time.Duration attribute as Go prints it ("10s",
+// "1.5ms"): the JSON handler would write nanoseconds (10000000000), which
+// nobody reading a log line can take in at a glance. The text handler already
+// does this; with it both formats say the same.
+func readableDuration(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
 
 // serve wires collectors, registry and HTTP surface together and runs them

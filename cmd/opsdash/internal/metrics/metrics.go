@@ -275,7 +275,7 @@ func newStreamCollector(regStats func() stream.Stats, apiStats func() httpapi.St
 				func(r *rs, _ *as) float64 { return float64(r.EncodeErrors) }),
 			counter("opsdash_topics_expired_total", "Published topics removed after their TTL.",
 				func(r *rs, _ *as) float64 { return float64(r.TopicsExpired) }),
-			counter("opsdash_updates_offered_total", "Update values offered to session mailboxes.",
+			counter("opsdash_updates_offered_total", "Update values offered to session mailboxes: each published value once per subscribed session, and each value of a subscription's snapshot. Each is then sent (opsdash_messages_sent_total{type=\"update\"}), dropped (opsdash_updates_dropped_total) or still pending.",
 				func(r *rs, _ *as) float64 { return float64(r.UpdatesOffered) }),
 			gauge("opsdash_mailbox_depth", "Topics with a pending update or status, all sessions.",
 				func(r *rs, _ *as) float64 { return float64(r.MailboxDepth) }),
