@@ -64,6 +64,11 @@ type RegistryConfig struct {
 	// took and how many frames it carried, failed calls included (see
 	// writer.go). It runs on the writer goroutines and must be quick.
 	WriteObserver func(d time.Duration, frames int)
+	// FlushWindow is how long a session that has just written waits before
+	// its next write, so that values offered meanwhile leave together in
+	// one write (default DefaultFlushWindow; NoLimit: no window). A
+	// session idle for longer writes its first value at once. See flush.go.
+	FlushWindow time.Duration
 }
 
 // Defaults of SessionConfig's zero fields (see NoLimit for the rule);
@@ -124,6 +129,9 @@ func (c RegistryConfig) withDefaults() RegistryConfig {
 	c.PublishedTTL = orDefault(c.PublishedTTL, DefaultPublishedTTL)
 	c.MaxTopics = limitOrDefault(c.MaxTopics, DefaultMaxTopics)
 	c.MaxValueBytes = limitOrDefault(c.MaxValueBytes, DefaultMaxValueBytes)
+	if c.FlushWindow == 0 {
+		c.FlushWindow = DefaultFlushWindow
+	}
 	return c
 }
 

@@ -27,7 +27,14 @@ type slot struct {
 	lastSeq uint64 // highest seq queued or sent (update's seq while one is pending): a topic's seq only grows on a connection
 	update  []byte // pending update frame (shared), nil if none
 	status  []byte // pending status frame, nil if none
-	queued  bool   // in pending
+	queued  bool   // in pending, or in rates.held
+	// max_hz (rate.go): the flush clock of the last send (0: never), the
+	// least time between sends (0: no limit), the rates.gen it was
+	// computed for, and whether the update is held back on rates.held.
+	sentAt  int64
+	gap     int64
+	rateGen uint32
+	held    bool
 	// dropped: the topic stopped flowing to the session (no pattern
 	// matches it any more, or it expired). A publisher may still hold the
 	// route from before; its offer is dropped. Subscribing again creates a
@@ -115,6 +122,9 @@ func (s *Session) offerStatus(sl *slot, frame []byte) {
 		return
 	}
 	sl.status = frame
+	if sl.held {
+		s.unholdLocked(sl) // a status frame is never delayed
+	}
 	s.queueLocked(sl)
 	start := s.kickLocked()
 	s.mu.Unlock()
@@ -141,7 +151,9 @@ func (s *Session) dropSlotLocked(sl *slot, drop *atomic.Uint64) {
 	if sl.update != nil {
 		drop.Add(1)
 	}
-	if sl.queued {
+	if sl.held {
+		s.removeHeldLocked(sl)
+	} else if sl.queued {
 		for i, p := range s.pending {
 			if p == sl {
 				s.pending = append(s.pending[:i], s.pending[i+1:]...)
@@ -161,7 +173,7 @@ func (s *Session) forget(sl *slot) {
 	s.mu.Unlock()
 }
 
-// reply queues a reply frame and makes sure a writer runs.
+// reply queues a reply frame and makes sure the session gets a turn.
 func (s *Session) reply(kind frameKind, b []byte) {
 	s.mu.Lock()
 	if s.closed {
