@@ -178,6 +178,9 @@ type wsConn struct {
 	ws   *websocket.Conn
 	nc   net.Conn // the connection under fasthttp's hijack wrapper: Close must reach it
 	cork corker   // nil when the listener was not wrapped by WrapListener
+	// send is the socket's non-blocking write end (sendconn.go); nil when
+	// the listener was not wrapped, and writes then block under a deadline.
+	send *sendConn
 	sess *stream.Session
 	ip   string // client IP, for logs
 
@@ -188,15 +191,19 @@ type wsConn struct {
 	dead bool
 
 	wmu      sync.Mutex // serializes WriteFrames (corking is per connection)
-	deadline time.Time  // write deadline of WriteFrames (guarded by wmu), see nextWriteDeadline
-	// inflight is the deadline (Unix ns) of the WriteFrames call under
-	// way, 0 between calls: a ping must not push it further (pingDeadline).
+	deadline time.Time  // blocking writes only: write deadline of WriteFrames (guarded by wmu), see nextWriteDeadline
+	// inflight is the deadline (Unix ns) of a blocking WriteFrames call
+	// under way, 0 between calls: a ping must not push it further
+	// (pingDeadline).
 	inflight  atomic.Int64
 	closeOnce sync.Once
 	hb        *time.Timer
 }
 
-var _ stream.Conn = (*wsConn)(nil)
+var _ stream.NonBlockingConn = (*wsConn)(nil)
+
+// sendBacked is a corking connection over a sendConn.
+type sendBacked interface{ sender() *sendConn }
 
 func newWSConn(s *Server, ws *websocket.Conn) *wsConn {
 	nc := underlying(ws.NetConn())
@@ -204,12 +211,18 @@ func newWSConn(s *Server, ws *websocket.Conn) *wsConn {
 	if ck, ok := nc.(corker); ok {
 		wc.cork = ck
 	}
+	if sb, ok := nc.(sendBacked); ok {
+		if sc := sb.sender(); sc != nil && sc.setNonBlocking() {
+			wc.send = sc
+		}
+	}
 	return wc
 }
 
 // WriteFrames writes each frame as its own text message, corked so that the
-// batch leaves in one write system call, under one write deadline (see
-// nextWriteDeadline).
+// batch leaves in one write system call. Over a sendConn it never waits for
+// the client (what the socket does not take is kept: Backlogged);
+// otherwise it blocks under one write deadline (see nextWriteDeadline).
 func (w *wsConn) WriteFrames(frames []stream.Frame) error {
 	w.life.RLock()
 	defer w.life.RUnlock()
@@ -218,6 +231,9 @@ func (w *wsConn) WriteFrames(frames []stream.Frame) error {
 	}
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
+	if w.send != nil {
+		return w.writeCorked(frames)
+	}
 	if d, moved := nextWriteDeadline(w.deadline, time.Now(), w.srv.cfg.WriteTimeout); moved {
 		w.deadline = d
 		// The library keeps it and sets it on the socket before each frame;
@@ -228,8 +244,13 @@ func (w *wsConn) WriteFrames(frames []stream.Frame) error {
 	}
 	w.inflight.Store(w.deadline.UnixNano())
 	defer w.inflight.Store(0)
-	// Corked even for one frame: the library writes a frame larger than its
-	// write buffer as two writes (header and buffered part, then the rest).
+	return w.writeCorked(frames)
+}
+
+// writeCorked writes the frames between Cork and Uncork. Corked even for
+// one frame: the library writes a frame larger than its write buffer as
+// two writes (header and buffered part, then the rest).
+func (w *wsConn) writeCorked(frames []stream.Frame) error {
 	if w.cork != nil {
 		w.cork.Cork()
 	}
@@ -245,6 +266,20 @@ func (w *wsConn) WriteFrames(frames []stream.Frame) error {
 		}
 	}
 	return err
+}
+
+// Backlogged implements stream.NonBlockingConn: bytes wait for the socket.
+func (w *wsConn) Backlogged() bool { return w.send != nil && w.send.backlogged() }
+
+// WaitWritable implements stream.NonBlockingConn: it waits until the
+// client has taken the kept bytes, at most the write timeout.
+func (w *wsConn) WaitWritable() error {
+	w.life.RLock()
+	defer w.life.RUnlock()
+	if w.dead || w.send == nil {
+		return errClosed
+	}
+	return w.send.flush(time.Now().Add(w.srv.cfg.WriteTimeout))
 }
 
 // nextWriteDeadline returns the deadline of a write that starts at now,
@@ -337,6 +372,12 @@ func (w *wsConn) ping(period time.Duration) {
 		return
 	}
 	err := w.ws.WriteControl(websocket.PingMessage, nil, pingDeadline(time.Now(), w.srv.cfg.WriteTimeout, w.inflight.Load()))
+	if err == nil && w.send != nil && w.send.backlogged() {
+		// The ping is kept behind unsent bytes: see it out (a parked
+		// session's own wait does the same; one of them waits for the
+		// other), so that a client that reads again gets it.
+		err = w.send.flush(time.Now().Add(w.srv.cfg.WriteTimeout))
+	}
 	if err == nil {
 		w.hb.Reset(period)
 	}
