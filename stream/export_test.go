@@ -46,3 +46,25 @@ func (s *Session) SetClock(now func() time.Time) {
 	defer s.mu.Unlock()
 	s.now = now
 }
+
+// SetFlushClock replaces the clock of the flush loops' windows and of
+// max_hz (monotonic ns).
+func (r *Registry) SetFlushClock(now func() int64) { r.flush.now = now }
+
+// WakeFlushLoops makes every running flush loop look at its windows again
+// (after a test moved the flush clock).
+func (r *Registry) WakeFlushLoops() {
+	for _, f := range r.flush.loops {
+		select {
+		case f.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// ReleaseHeld runs the session's max_hz timer now (after a test moved the
+// flush clock).
+func (s *Session) ReleaseHeld() { s.releaseHeld() }
+
+// FlushLoops returns how many flush loops the registry has.
+func (r *Registry) FlushLoops() int { return len(r.flush.loops) }

@@ -26,6 +26,7 @@ type fakeConn struct {
 	frames  []stream.Frame
 	msgs    []msg
 	calls   int
+	sizes   []int // frames per WriteFrames call
 	gate    chan struct{} // nil: never blocks
 	kept    []stream.Frame
 	writing bool // a session is parked in WaitWritable
@@ -53,6 +54,7 @@ func (c *fakeConn) WriteFrames(frames []stream.Frame) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls++
+	c.sizes = append(c.sizes, len(frames))
 	if c.err != nil {
 		return c.err
 	}
@@ -135,6 +137,13 @@ func (c *fakeConn) blocked() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.writing
+}
+
+// writeSizes returns the number of frames of each WriteFrames call so far.
+func (c *fakeConn) writeSizes() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]int(nil), c.sizes...)
 }
 
 func (c *fakeConn) messages() []msg {
