@@ -26,7 +26,7 @@ type fakeConn struct {
 	frames  []stream.Frame
 	msgs    []msg
 	calls   int
-	sizes   []int // frames per WriteFrames call
+	sizes   []int         // frames per WriteFrames call
 	gate    chan struct{} // nil: never blocks
 	kept    []stream.Frame
 	writing bool // a session is parked in WaitWritable
