@@ -1,7 +1,9 @@
 package httpapi_test
 
 import (
+	"fmt"
 	"net/http"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -73,6 +75,55 @@ func TestMaxHzOverWebSocketAndSSE(t *testing.T) {
 	for _, bad := range []string{"0", "x", "-2", "Inf"} {
 		if s := e.openSSE(t, "topics=app.rate&max_hz="+bad); s.resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("SSE max_hz=%s: %d, want 400", bad, s.resp.StatusCode)
+		}
+	}
+}
+
+// TestMaxHzTranscript runs the max_hz session docs/protocol.md shows and
+// checks its shape; with OPSDASH_TRANSCRIPT set to a file name it writes
+// the transcript there.
+func TestMaxHzTranscript(t *testing.T) {
+	e := newEnv(t)
+	var out strings.Builder
+	say := func(format string, args ...any) { fmt.Fprintf(&out, format+"\n", args...) }
+	cpu := func(pct float64) map[string]any { return map[string]any{"usage_pct": pct, "cores": 4} }
+	e.publish("web-1.cpu", cpu(12.5))
+
+	c := e.dial(t)
+	recv := func() frame {
+		t.Helper()
+		f := c.next()
+		say("< %s", f.raw)
+		return f
+	}
+	send := func(msg string) { say("> %s", msg); c.send(msg) }
+	recv() // hello
+	send(`{"type":"subscribe","id":"1","topics":["web-1.cpu"],"max_hz":0}`)
+	if f := recv(); f.Type != "error" {
+		t.Fatal(f.raw)
+	}
+	send(`{"type":"subscribe","id":"2","topics":["web-1.cpu"],"max_hz":2}`)
+	if f := recv(); f.Type != "subscribed" {
+		t.Fatal(f.raw)
+	}
+	start := time.Now()
+	if f := recv(); f.Seq != 1 {
+		t.Fatal(f.raw)
+	}
+	for i := 1; i <= 5; i++ {
+		e.publish("web-1.cpu", cpu(12.5+float64(i)))
+	}
+	say("(web-1.cpu published 5 times within a few ms: seqs 2..6)")
+	f := c.next()
+	if f.Seq != 6 {
+		t.Fatalf("after the burst: %s, want seq 6, the newest", f.raw)
+	}
+	say("(%d ms after the snapshot: only the newest, seq 6)", time.Since(start).Round(100*time.Millisecond).Milliseconds())
+	say("< %s", f.raw)
+
+	if name := os.Getenv("OPSDASH_TRANSCRIPT"); name != "" {
+		if err := os.WriteFile(name, []byte(out.String()), 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
