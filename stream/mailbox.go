@@ -35,6 +35,9 @@ type slot struct {
 	gap     int64
 	rateGen uint32
 	held    bool
+	// win is the session's window that followed the last write of this
+	// topic's update (writer.go: a repeat of it ends the window).
+	win uint32
 	// dropped: the topic stopped flowing to the session (no pattern
 	// matches it any more, or it expired). A publisher may still hold the
 	// route from before; its offer is dropped. Subscribing again creates a
@@ -109,6 +112,9 @@ func (s *Session) offerUpdateLocked(sl *slot, seq uint64, frame []byte) bool {
 		s.r.counters.dropStale.Add(1) // conflation: the unsent older value is replaced
 	}
 	sl.update, sl.lastSeq = frame, seq
+	if s.wstate == wRecent && sl.win == s.windowSeq {
+		s.urgent = true // the same topic again: waiting would only conflate it
+	}
 	s.queueLocked(sl)
 	return true
 }

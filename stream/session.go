@@ -38,6 +38,7 @@ type Session struct {
 	closed    bool
 	wstate    wstate     // where writing stands (writer.go)
 	windowSeq uint32     // numbers the session's windows (recentEntry.seq)
+	urgent    bool       // a value offered in the window must not wait for its end (writer.go)
 	pats      []Pattern  // distinct patterns
 	rates     *rateState // max_hz (rate.go); nil until a subscribe asks for one
 	mailbox

@@ -11,6 +11,7 @@
 // Usage:
 //
 //	opsdash-load [flags] fanout|freshness|idle|slow
+//	opsdash-load peers [flags]
 //
 // Scenarios:
 //
@@ -26,6 +27,9 @@
 //	           reading, then with --slow-fraction of them not reading (small
 //	           SO_RCVBUF); reports RSS growth, the readers' p99 against the
 //	           first run, and how soon resumed readers hold fresh values.
+//	peers      opsdash beside Centrifugo and a Node ws server on the same
+//	           load, server and tool pinned to separate cores (peers.go;
+//	           `opsdash-load peers -h`).
 package main
 
 import (
@@ -59,6 +63,9 @@ func main() {
 
 // mainCode runs the command line args and returns the exit code.
 func mainCode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "peers" {
+		return peersMain(ctx, args[1:], stdout, stderr) // peers.go
+	}
 	o, asJSON, err := parseArgs(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
