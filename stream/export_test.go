@@ -28,7 +28,7 @@ func (r *Registry) PatternCount() int {
 func (s *Session) Pending() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
+	n := len(s.early)
 	for _, sl := range s.pending {
 		if sl.update != nil {
 			n++

@@ -29,7 +29,9 @@ import (
 // RegistryConfig.FlushWindow, so values offered meanwhile leave together
 // in one write when it ends, instead of one system call each. A session
 // that has not written for a window is idle, and its first value goes at
-// once. Replies skip the rest of a window. A loop keeps its sessions in
+// once. Replies skip the rest of a window, and a window never conflates:
+// a value that would replace an unsent one keeps it instead (early.go). A
+// loop keeps its sessions in
 // their window in a FIFO: it writes sessions one after another and every
 // window is equally long, so the FIFO is in order of the windows' ends.
 //
@@ -41,9 +43,11 @@ import (
 // client then gets fewer, newer values), never the publisher's rate.
 
 // DefaultFlushWindow is RegistryConfig.FlushWindow's default: short next to
-// the intervals of a dashboard's topics (1 s), long enough to merge values
-// published within a few milliseconds of each other.
-const DefaultFlushWindow = 10 * time.Millisecond
+// the intervals of a dashboard's topics (1 s), so it only ever delays a
+// session that receives more than 50 values a second, and long enough that
+// such a session writes two or more values per system call (a topic at
+// 100 Hz: two).
+const DefaultFlushWindow = 20 * time.Millisecond
 
 const (
 	// turnBytes bounds the frame bytes one turn takes from a session (at

@@ -121,11 +121,51 @@ func TestWindowMergesFramesIntoOneWrite(t *testing.T) {
 	}
 	writes = len(c.writeSizes())
 
-	publish(r, "app.c", 2) // in the next window, but app.c was in the last write
-	c.waitMsg(t, "app.c 2 at once", isUpdate("app.c", 2))
-	if sizes := c.writeSizes()[writes:]; len(sizes) != 1 || sizes[0] != 1 {
-		t.Fatalf("writes %v, want app.c 2 alone", sizes)
+	publish(r, "app.c", 2) // in the next window: kept, not conflated, by app.c 3
+	publish(r, "app.c", 3)
+	clk.advance(50 * time.Millisecond)
+	r.WakeFlushLoops()
+	c.waitMsg(t, "app.c 3 after the window", isUpdate("app.c", 3))
+	if sizes := c.writeSizes()[writes:]; len(sizes) != 1 || sizes[0] != 2 {
+		t.Fatalf("writes %v, want app.c 2 and 3 in one write", sizes)
 	}
+	if got := updates(c.messages(), "app.c"); len(got) != 3 {
+		t.Fatalf("app.c updates %v, want seqs 1, 2, 3: the window conflated", got)
+	}
+	if d := r.Stats().Dropped.Stale; d != 0 {
+		t.Fatalf("%d values conflated by a window", d)
+	}
+}
+
+// TestWindowKeepsBoundedValues: a topic offered far more often than a
+// window holds ends the window at once (the clock stands still here) rather
+// than keeping more than a bounded number of values.
+func TestWindowKeepsBoundedValues(t *testing.T) {
+	r, clk := newClockedRegistry(t, time.Hour)
+	c := newFakeConn(t)
+	s := openSession(t, r, c, stream.SessionConfig{})
+	mustHandle(t, s, `{"type":"subscribe","id":"1","topics":["app.a"]}`)
+	c.waitMsg(t, "subscribed", isReply("subscribed", "1"))
+	maxPending := 0
+	for v := 1; v <= 1000; v++ {
+		publish(r, "app.a", v)
+		maxPending = max(maxPending, s.Pending())
+	}
+	// 1,000 values within hour-long windows: the bound ended them (values
+	// offered while the session waited for its turn conflated as usual).
+	waitFor(t, "a write during a window", func() bool { return len(c.writeSizes()) >= 2 })
+	for _, n := range c.writeSizes() {
+		if n > 65 {
+			t.Fatalf("a write of %d frames: more than the bound kept", n)
+		}
+	}
+	clk.advance(time.Hour)
+	r.WakeFlushLoops()
+	c.waitMsg(t, "the newest value", isUpdate("app.a", 1000))
+	if maxPending > 65 {
+		t.Fatalf("a session held %d values of one topic", maxPending)
+	}
+	assertRising(t, c.messages())
 }
 
 // TestRepliesSkipTheWindow: a reply is not held for the rest of a window.

@@ -35,9 +35,6 @@ type slot struct {
 	gap     int64
 	rateGen uint32
 	held    bool
-	// win is the session's window that followed the last write of this
-	// topic's update (writer.go: a repeat of it ends the window).
-	win uint32
 	// dropped: the topic stopped flowing to the session (no pattern
 	// matches it any more, or it expired). A publisher may still hold the
 	// route from before; its offer is dropped. Subscribing again creates a
@@ -108,13 +105,10 @@ func (s *Session) offerUpdateLocked(sl *slot, seq uint64, frame []byte) bool {
 		s.r.counters.dropStale.Add(1)
 		return false
 	}
-	if sl.update != nil {
+	if sl.update != nil && !s.keepEarlyLocked(sl) {
 		s.r.counters.dropStale.Add(1) // conflation: the unsent older value is replaced
 	}
 	sl.update, sl.lastSeq = frame, seq
-	if s.wstate == wRecent && sl.win == s.windowSeq {
-		s.urgent = true // the same topic again: waiting would only conflate it
-	}
 	s.queueLocked(sl)
 	return true
 }
@@ -168,6 +162,7 @@ func (s *Session) dropSlotLocked(sl *slot, drop *atomic.Uint64) {
 		}
 	}
 	sl.update, sl.status, sl.queued = nil, nil, false
+	s.dropEarlyLocked(sl, drop)
 }
 
 // forget drops the slot of an expired topic.

@@ -38,7 +38,8 @@ type Session struct {
 	closed    bool
 	wstate    wstate     // where writing stands (writer.go)
 	windowSeq uint32     // numbers the session's windows (recentEntry.seq)
-	urgent    bool       // a value offered in the window must not wait for its end (writer.go)
+	urgent    bool       // something offered in the window must not wait for its end (writer.go)
+	earlyValues          // values kept in a window instead of conflated (early.go)
 	pats      []Pattern  // distinct patterns
 	rates     *rateState // max_hz (rate.go); nil until a subscribe asks for one
 	mailbox
@@ -284,12 +285,13 @@ func (s *Session) Close(code int, reason string) {
 		return
 	}
 	s.closed = true
-	dropped := 0
+	dropped := len(s.early)
 	for _, sl := range s.pending {
 		if sl.update != nil {
 			dropped++
 		}
 	}
+	s.early = nil
 	s.pending, s.replies = nil, nil
 	if s.wstate != wIdle {
 		s.idleLocked()

@@ -16,12 +16,9 @@ import (
 // kickLocked reports whether the caller must put the session on its flush
 // loop's ready queue (startWriter, outside s.mu): something is pending and
 // the session is idle, or it waits out a window and something pending must
-// not wait: a reply (replies never wait for a window), or a new value of a
-// topic that the write before the window carried. The window is there to
-// merge different topics into one write; holding a topic's next value
-// back would merge nothing, only drop a value that could have been sent
-// (a topic published at 100 Hz would lose values to a 10 ms window).
-// It marks the session ready.
+// not wait: a reply (replies never wait for a window), or a value that
+// would otherwise replace an unsent one (see keepEarlyLocked). It marks the
+// session ready.
 func (s *Session) kickLocked() bool {
 	if s.closed || len(s.pending) == 0 && len(s.replies) == 0 {
 		return false
@@ -160,10 +157,7 @@ func (s *Session) takeLocked(frames []Frame, sent *[numKinds]uint64) (_ []Frame,
 	clear(s.replies)
 	s.replies = s.replies[:0]
 	s.urgent = false
-	win := s.windowSeq + 1 // the window that follows this write (see turn)
-	if win == 0 {
-		win = 1
-	}
+	frames, size = s.takeEarlyLocked(frames, size, sent)
 	var now int64
 	if s.rates != nil {
 		now = s.r.flush.now()
@@ -184,7 +178,7 @@ func (s *Session) takeLocked(frames []Frame, sent *[numKinds]uint64) (_ []Frame,
 			frames = append(frames, Frame{Type: "update", Topic: sl.t.name, Seq: sl.lastSeq, JSON: sl.update})
 			size += len(sl.update)
 			sent[kindUpdate]++
-			sl.update, sl.win = nil, win
+			sl.update = nil
 		}
 		sl.queued = false
 	}
