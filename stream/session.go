@@ -34,14 +34,14 @@ type Session struct {
 	// mu guards what follows and the mailbox's slots. Lock order: taken
 	// before Registry.mu (a subscribe holds both), never while Registry.mu
 	// is held; the flush loop releases it across Conn.WriteFrames.
-	mu        sync.Mutex
-	closed    bool
-	wstate    wstate     // where writing stands (writer.go)
-	windowSeq uint32     // numbers the session's windows (recentEntry.seq)
-	urgent    bool       // something offered in the window must not wait for its end (writer.go)
-	earlyValues          // values kept in a window instead of conflated (early.go)
-	pats      []Pattern  // distinct patterns
-	rates     *rateState // max_hz (rate.go); nil until a subscribe asks for one
+	mu          sync.Mutex
+	closed      bool
+	wstate      wstate     // where writing stands (writer.go)
+	windowSeq   uint32     // numbers the session's windows (recentEntry.seq)
+	urgent      bool       // something offered in the window must not wait for its end (writer.go)
+	earlyValues            // values kept in a window instead of conflated (early.go)
+	pats        []Pattern  // distinct patterns
+	rates       *rateState // max_hz (rate.go); nil until a subscribe asks for one
 	mailbox
 
 	// rate limiting (guarded by mu)
