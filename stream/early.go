@@ -12,7 +12,9 @@ import "sync/atomic"
 // faster than the window (100 Hz, a 20 ms window) cost one write for
 // several values instead of one each. Only the window does this: a session
 // that is queued behind others or parked on a full socket conflates as
-// always, so a slow client still gets the newest value and not a backlog.
+// always, so a slow client still gets the newest value and not a backlog;
+// so does one whose window has ended while its loop is still busy with
+// others (the loop is behind: keeping values would only make it more so).
 //
 // Bounded: at most maxEarly values and earlyBytes bytes per session (the
 // frames are shared with every other subscriber, not copied); past that the
@@ -42,7 +44,7 @@ type earlyValues struct {
 // over the bounds) the caller conflates it, and a session in its window is
 // marked urgent so it is written now instead of dropping more.
 func (s *Session) keepEarlyLocked(sl *slot) bool {
-	if s.wstate != wRecent {
+	if s.wstate != wRecent || s.r.flush.now() >= s.windowEnd {
 		return false
 	}
 	if s.rates != nil || len(s.early) >= maxEarly || s.earlyBytes+len(sl.update) > earlyBytes {

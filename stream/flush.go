@@ -37,10 +37,11 @@ import (
 //
 // Pacing: with every P busy, Go's scheduler polls the network only from
 // sysmon, every 10 ms, and a publisher's request (or a client's) waits
-// that long to be noticed. A loop that has been busy for busySlice sleeps
-// for yieldPause, which lets an otherwise idle P poll the network at once.
-// Under overload that costs some throughput, which conflation absorbs (a
-// client then gets fewer, newer values), never the publisher's rate.
+// that long to be noticed, and then for its turn. A loop that has been busy
+// for busySlice pauses for yieldPause (yielder), which lets the P run what
+// is runnable and poll the network at once. Under overload that costs a
+// little throughput, which conflation absorbs (a client then gets fewer,
+// newer values), never the publisher's rate.
 
 // DefaultFlushWindow is RegistryConfig.FlushWindow's default: short next to
 // the intervals of a dashboard's topics (1 s), so it only ever delays a
@@ -56,8 +57,8 @@ const (
 	// session's next turn.
 	turnBytes = 64 << 10
 	// busySlice and yieldPause: see "Pacing" above.
-	busySlice  = 4 * time.Millisecond
-	yieldPause = 50 * time.Microsecond
+	busySlice  = time.Millisecond
+	yieldPause = 20 * time.Microsecond
 )
 
 // wstate is where a session's writing stands (guarded by Session.mu).
@@ -159,7 +160,9 @@ func (f *flusher) run() {
 		work   []recentEntry // seq 0 and due 0: from the ready queue
 		frames []Frame
 		timer  *time.Timer
+		pauses yielder
 	)
+	defer pauses.close()
 	busySince := fs.now()
 	for {
 		f.mu.Lock()
@@ -196,7 +199,7 @@ func (f *flusher) run() {
 			frames = e.s.turn(e, frames)
 			work[i] = recentEntry{}
 			if now := fs.now(); now-busySince >= int64(busySlice) {
-				time.Sleep(yieldPause)
+				pauses.pause(yieldPause)
 				busySince = fs.now()
 			}
 		}

@@ -38,6 +38,7 @@ type Session struct {
 	closed      bool
 	wstate      wstate     // where writing stands (writer.go)
 	windowSeq   uint32     // numbers the session's windows (recentEntry.seq)
+	windowEnd   int64      // when the current window ends (flush clock)
 	urgent      bool       // something offered in the window must not wait for its end (writer.go)
 	earlyValues            // values kept in a window instead of conflated (early.go)
 	pats        []Pattern  // distinct patterns

@@ -125,6 +125,7 @@ func (s *Session) turn(e recentEntry, frames []Frame) []Frame {
 			s.windowSeq = 1 // 0 marks ready-queue entries
 		}
 		e := recentEntry{s: s, due: s.r.flush.now() + s.r.flush.window, seq: s.windowSeq}
+		s.windowEnd = e.due
 		s.mu.Unlock()
 		s.f.pushRecent(e)
 		return frames[:0]

@@ -66,6 +66,9 @@ func mainCode(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if len(args) > 0 && args[0] == "peers" {
 		return peersMain(ctx, args[1:], stdout, stderr) // peers.go
 	}
+	if len(args) > 0 && args[0] == "peers-publisher" {
+		return peersPublisherMain(ctx, args[1:], stdout, stderr) // peerpub.go
+	}
 	o, asJSON, err := parseArgs(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

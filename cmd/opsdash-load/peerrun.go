@@ -240,6 +240,9 @@ type peerPublisher struct {
 	postNanos atomic.Int64
 	errors    atomic.Int64
 	lastErr   atomic.Value
+	// report, when set (the publisher process), is told of each request
+	// (peerpub.go).
+	report func(line string)
 }
 
 func newPeerPublisher(s *peerServer, payload int) *peerPublisher {
@@ -267,6 +270,9 @@ func (p *peerPublisher) publish(ctx context.Context, seq uint64) error {
 	}
 	p.mu.Unlock()
 	p.latest.Store(seq)
+	if p.report != nil {
+		p.report("S " + strconv.FormatUint(seq, 10) + " " + strconv.FormatInt(now.UnixNano(), 10))
+	}
 	data := `{"sent_unix_ns":` + strconv.FormatInt(now.UnixNano(), 10) + `,"pub_seq":` + strconv.FormatUint(seq, 10) + `,"pad":"` + p.padding + `"}`
 	var body string
 	switch p.kind {
@@ -289,8 +295,7 @@ func (p *peerPublisher) publish(ctx context.Context, seq uint64) error {
 	p.postNanos.Add(int64(time.Since(now)))
 	if err != nil {
 		if ctx.Err() == nil {
-			p.errors.Add(1)
-			p.lastErr.Store(err.Error())
+			p.fail(seq, err.Error())
 		}
 		return err
 	}
@@ -298,12 +303,22 @@ func (p *peerPublisher) publish(ctx context.Context, seq uint64) error {
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 || bytes.Contains(msg, []byte(`"error"`)) {
 		err := fmt.Errorf("publish: %s: %s", resp.Status, bytes.TrimSpace(msg))
-		p.errors.Add(1)
-		p.lastErr.Store(err.Error())
+		p.fail(seq, err.Error())
 		return err
 	}
 	p.completed.Store(seq)
+	if p.report != nil {
+		p.report("C " + strconv.FormatUint(seq, 10) + " " + strconv.FormatInt(int64(time.Since(now)), 10))
+	}
 	return nil
+}
+
+func (p *peerPublisher) fail(seq uint64, msg string) {
+	p.errors.Add(1)
+	p.lastErr.Store(msg)
+	if p.report != nil {
+		p.report("E " + strconv.FormatUint(seq, 10) + " " + strings.ReplaceAll(msg, "\n", " "))
+	}
 }
 
 // run publishes at rate for d from start, one request in flight.
@@ -380,9 +395,12 @@ func runPeerTraffic(ctx context.Context, o peersOptions, k *peerKind, n int) Pee
 	bg.Add(1)
 	go func() { defer bg.Done(); samplePeerFreshness(sampleCtx, sh.pub, clients, fresh) }()
 
-	sh.start = time.Now()
+	sh.start = time.Now() // the child's first tick is a few ms later: from-due latencies include that
 	sh.measuring.Store(true)
-	r.Published = sh.pub.run(ctx, sh.start, sh.period, o.Duration)
+	r.Published, err = sh.pub.runExternal(ctx, srv, o.Rate, o.Duration, o.PayloadBytes)
+	if err != nil {
+		r.Errors = append(r.Errors, "publisher: "+err.Error())
+	}
 	elapsed := time.Since(sh.start)
 	final := sh.pub.completed.Load()
 	stopAt := time.Now()
