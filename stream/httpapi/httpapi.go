@@ -129,6 +129,9 @@ type Server struct {
 	conns   *connSet
 	wsPool  websocket.BufferPool // shared write buffers of every WebSocket
 	publish Secret               // PublishToken
+	// detachWS: Register made fasthttp keep hijacked connections open, so
+	// a WebSocket may outlive its upgrade handler (detach.go).
+	detachWS bool
 
 	statsMu sync.Mutex
 	closes  map[int]uint64    // WebSocket close codes the server sent
@@ -245,6 +248,7 @@ func (s *Server) answerDraining(c *fiber.Ctx) error {
 //	GET  /api/v1/topics/:topic one topic's latest value (?history=N)
 //	POST /api/v1/publish       publish API (404 unless PublishToken)
 func (s *Server) Register(r fiber.Router) {
+	s.keepHijacked(r) // detach.go
 	r.Get("/ws", s.checkOrigin, s.wsHandler())
 	r.Get("/sse", s.checkOrigin, s.handleSSE)
 	r.Get("/api/v1/topics", s.handleTopics)

@@ -20,7 +20,7 @@ import (
 // write buffer comes from a pool shared by every connection and is held only
 // while a message is being written (frames are corked below it anyway).
 const (
-	wsReadBufferSize  = 512
+	wsReadBufferSize  = 256
 	wsWriteBufferSize = 4096
 )
 
@@ -79,16 +79,38 @@ func (s *Server) wsHandler() fiber.Handler {
 	}
 }
 
-// serveWS runs one upgraded connection: limits, session, read loop. It
-// returns only when the connection is closed and no goroutine of this
-// package will touch it again (fasthttp recycles it right after).
+// serveWS takes one upgraded connection. When it can, it runs the
+// connection on a goroutine of its own and returns at once, so that what
+// the upgrade held for the connection's life goes (detach.go); otherwise it
+// runs it here.
 func (s *Server) serveWS(c *wsfiber.Conn) {
 	ip, _ := c.Locals(localClientIP).(string)
 	ws := c.Conn
+	s.runWS(ws, ip, s.detachWS && detachable(ws.NetConn()))
+}
+
+// runWS runs one upgraded connection: limits, session, then the read loop,
+// on a goroutine of its own when detach is set (detach.go). It returns
+// when the connection is closed and no goroutine of this package will
+// touch it again, or, detached, once the read loop has started.
+func (s *Server) runWS(ws *websocket.Conn, ip string, detach bool) {
 	wc := newWSConn(s, ws)
 	wc.ip = ip
-	defer wc.finish()
+	if !s.openWS(wc) {
+		wc.finish()
+		return
+	}
+	if detach {
+		go s.serveDetached(wc)
+		return
+	}
+	s.serveOpened(wc)
+}
 
+// openWS admits the connection and opens its session (hello queued). On
+// a refusal it closes the connection and returns false.
+func (s *Server) openWS(wc *wsConn) bool {
+	ip := wc.ip
 	if r := s.conns.admit(ip); r != refuseNone {
 		s.countRefused(r.String())
 		code, reason := closeTryLater, "server at connection capacity"
@@ -99,20 +121,25 @@ func (s *Server) serveWS(c *wsfiber.Conn) {
 			code, reason = closeGoingAway, "server going away"
 		}
 		_ = wc.Close(code, reason)
-		return
+		return false
 	}
-	defer s.conns.release(ip)
-
 	wc.sess = s.reg.Open(wc, s.cfg.Session)
 	if !s.conns.add(wc, false) { // Drain started since admit
 		wc.shutdown(closeGoingAway, "server going away")
-		return
+		s.conns.release(ip)
+		return false
 	}
-	defer s.conns.remove(wc, false)
 	s.opened.Add(1)
 	s.log.Debug("websocket opened", "session", wc.sess.ID(), "client_ip", ip)
-
 	wc.sess.Hello()
+	return true
+}
+
+// serveOpened runs the read loop of an opened connection and ends it.
+func (s *Server) serveOpened(wc *wsConn) {
+	defer wc.finish()
+	defer s.conns.release(wc.ip)
+	defer s.conns.remove(wc, false)
 	code, reason := s.readLoop(wc)
 	wc.shutdown(code, reason)
 }
