@@ -7,9 +7,9 @@
 //
 // # Data path
 //
-// A value goes publish → topic → slot → mailbox → writer → Conn, encoded
-// once and shared as bytes by every session, never blocking the publisher
-// on a subscriber:
+// A value goes publish → topic → slot → mailbox → flush loop → Conn,
+// encoded once and shared as bytes by every session, never blocking the
+// publisher on a subscriber nor making it wait for the writers:
 //
 //   - publish.go: Publish (collectors) and PublishJSON (the publish API)
 //     store the value in its topic, encode its update frame and offer it
@@ -26,10 +26,16 @@
 //     conflation), the list of slots with something pending, and a short
 //     reply FIFO. Memory per session is bounded by its subscribed topics,
 //     however slowly its client reads.
-//   - writer.go: the goroutine that exists only while the mailbox holds
-//     something and hands everything it finds to Conn.WriteFrames in one
-//     call.
-//   - conn.go: Conn and Frame, the write side the edge implements.
+//   - flush.go: the flush loops, one per P, each with a ready queue of
+//     sessions; the window after a write that merges later values into
+//     one write; pacing that lets the network be polled (yield_*.go).
+//   - writer.go: a session's turn on its loop: everything pending (up to
+//     64 KiB) to Conn.WriteFrames in one call, then its window, or parked
+//     while its Conn holds unsent bytes.
+//   - early.go: values a window keeps instead of conflating (bounded).
+//   - rate.go: max_hz, a rate per subscription.
+//   - conn.go: Conn, NonBlockingConn and Frame, the write side the edge
+//     implements.
 //
 // # Around it
 //

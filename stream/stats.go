@@ -74,7 +74,7 @@ type Stats struct {
 
 	MailboxDepth    int   // gauge: topics with a pending update or status, all sessions
 	ReplyQueueDepth int   // gauge: replies waiting, all sessions
-	Writers         int64 // gauge: writer goroutines running
+	Writers         int64 // gauge: sessions with a write queued, under way, in its window or parked (flush.go)
 
 	WriteBatches    uint64 // counter: successful WriteFrames calls
 	WriteErrors     uint64 // counter: failed WriteFrames calls (the session was closed)

@@ -248,7 +248,7 @@ func newStreamCollector(regStats func() stream.Stats, apiStats func() httpapi.St
 				func(r *rs, _ *as) float64 { return float64(r.MailboxDepth) }),
 			gauge("opsdash_reply_queue_depth", "Replies waiting to be written, all sessions.",
 				func(r *rs, _ *as) float64 { return float64(r.ReplyQueueDepth) }),
-			gauge("opsdash_writers", "Writer goroutines running (sessions with something to write).",
+			gauge("opsdash_writers", "Sessions with something to write (queued on a flush loop, writing, in their window or parked on a full socket).",
 				func(r *rs, _ *as) float64 { return float64(r.Writers) }),
 			counter("opsdash_write_batches_total", "Successful batched writes (one per Conn.WriteFrames call).",
 				func(r *rs, _ *as) float64 { return float64(r.WriteBatches) }),
