@@ -133,6 +133,9 @@ type Server struct {
 	// detachWS: Register made fasthttp keep hijacked connections open, so
 	// a WebSocket may outlive its upgrade handler (detach.go).
 	detachWS bool
+	// pinger pings the WebSockets (pinger.go), made on first use.
+	pingerOnce sync.Once
+	pinger     *pinger
 
 	statsMu sync.Mutex
 	closes  map[int]uint64    // WebSocket close codes the server sent

@@ -224,7 +224,10 @@ type wsConn struct {
 	// (pingDeadline).
 	inflight  atomic.Int64
 	closeOnce sync.Once
-	hb        *time.Timer
+	hb        *time.Timer // blocking writes only; else the pinger pings
+	// pingSlot and pingIndex place the connection in the pinger (-1: not
+	// in it); guarded by the pinger's mutex.
+	pingSlot, pingIndex int
 }
 
 var _ stream.NonBlockingConn = (*wsConn)(nil)
@@ -234,7 +237,7 @@ type sendBacked interface{ sender() *sendConn }
 
 func newWSConn(s *Server, ws *websocket.Conn) *wsConn {
 	nc := underlying(ws.NetConn())
-	wc := &wsConn{srv: s, ws: ws, nc: nc}
+	wc := &wsConn{srv: s, ws: ws, nc: nc, pingSlot: -1}
 	if ck, ok := nc.(corker); ok {
 		wc.cork = ck
 	}
@@ -381,12 +384,18 @@ func pingDeadline(now time.Time, timeout time.Duration, inflight int64) time.Tim
 	return d
 }
 
-// startHeartbeat sends a ping frame every period from a timer rather than a
-// goroutine of its own, so an idle connection costs no extra stack.
+// startHeartbeat sends a ping frame every period: from the Server's shared
+// pinger when writes never block (pinger.go), else from a timer of the
+// connection's own rather than a goroutine, so an idle connection costs no
+// extra stack.
 func (w *wsConn) startHeartbeat(period time.Duration) {
 	w.life.Lock()
 	defer w.life.Unlock()
 	if w.dead {
+		return
+	}
+	if w.send != nil {
+		w.srv.pingerFor(period).add(w)
 		return
 	}
 	w.hb = time.AfterFunc(period, func() { w.ping(period) })
@@ -429,6 +438,9 @@ func (w *wsConn) finish() {
 	w.dead = true
 	if w.hb != nil {
 		w.hb.Stop()
+	}
+	if w.pingSlot >= 0 {
+		w.srv.pinger.remove(w)
 	}
 }
 
