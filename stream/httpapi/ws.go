@@ -16,11 +16,13 @@ import (
 )
 
 // Sizes of the WebSocket's own buffers. Requests are small JSON objects and
-// the read buffer is held for the connection's lifetime, so it is small; the
-// write buffer comes from a pool shared by every connection and is held only
-// while a message is being written (frames are corked below it anyway).
+// the read buffer is held for the connection's lifetime, so it is as small
+// as the library allows (a control frame's 125-byte payload must fit; a
+// larger request takes a few reads); the write buffer comes from a pool
+// shared by every connection and is held only while a message is being
+// written (frames are corked below it anyway).
 const (
-	wsReadBufferSize  = 256
+	wsReadBufferSize  = 128
 	wsWriteBufferSize = 4096
 )
 
