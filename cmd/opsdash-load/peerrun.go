@@ -418,10 +418,15 @@ func runPeerTraffic(ctx context.Context, o peersOptions, k *peerKind, n int) Pee
 				break
 			}
 		}
-		if all || sleepCtx(ctx, 20*time.Millisecond) != nil {
+		if all {
+			r.CaughtUp = true
+			break
+		}
+		if sleepCtx(ctx, 20*time.Millisecond) != nil {
 			break
 		}
 	}
+
 	sh.measuring.Store(false)
 	stopSampling()
 	bg.Wait()

@@ -79,6 +79,9 @@ type PeerRun struct {
 	MinPerClient int64 `json:"min_per_client"`
 	Stale        int   `json:"stale_clients"`
 	Disconnected int   `json:"disconnected"`
+	// CaughtUp: every connected client held the last accepted value
+	// within --drain-wait of the publisher stopping.
+	CaughtUp bool `json:"caught_up"`
 
 	ServerCPUSeconds float64  `json:"server_cpu_s"`
 	CPUPerMsgUS      float64  `json:"server_cpu_per_msg_us,omitempty"`
@@ -299,15 +302,15 @@ func printPeers(w io.Writer, rep *PeersReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	runs := append([]PeerRun(nil), rep.Runs...)
 	sort.SliceStable(runs, func(i, j int) bool { return runs[i].Clients < runs[j].Clients })
-	fmt.Fprintln(tw, "server\tclients\tHz achieved\tdelivered\tCPU/msg µs\tmsgs/write\tlatency p50/p99 ms\tfrom due p99 ms\tfreshness p50/p99 ms\tmin/client\tstale\tdropped\terrors")
+	fmt.Fprintln(tw, "server\tclients\tHz achieved\tdelivered\tCPU/msg µs\tmsgs/write\tlatency p50/p99 ms\tfrom due p99 ms\tfreshness p50/p99 ms\tmin/client\tstale\tdropped\tcaught up\terrors")
 	for _, r := range runs {
 		if r.Kind != "traffic" {
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f%%\t%.2f\t%.2f\t%.1f / %.1f\t%.1f\t%.1f / %.1f\t%d\t%d\t%d\t%d\n",
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f%%\t%.2f\t%.2f\t%.1f / %.1f\t%.1f\t%.1f / %.1f\t%d\t%d\t%d\t%v\t%d\n",
 			r.Server, r.Connected, r.AchievedHz, r.DeliveredPct, r.CPUPerMsgUS, r.MsgsPerWrite,
 			r.Latency.P50, r.Latency.P99, r.FromDue.P99, r.Freshness.P50, r.Freshness.P99,
-			r.MinPerClient, r.Stale, r.Disconnected, len(r.Errors))
+			r.MinPerClient, r.Stale, r.Disconnected, r.CaughtUp, len(r.Errors))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
