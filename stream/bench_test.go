@@ -166,7 +166,9 @@ func benchOffer(b *testing.B, conn Conn, release func()) {
 	b.ReportAllocs()
 	for b.Loop() {
 		seq++
-		s.offerUpdate(sl, seq, frame)
+		if s.offerFromLoop(sl, seq, frame, 0) {
+			s.startWriter()
+		}
 	}
 	b.StopTimer()
 	release()

@@ -10,12 +10,14 @@ import (
 //
 // A registry has one flush loop per P (GOMAXPROCS when it is created), each
 // owning a ready queue of sessions; a session belongs to one loop for its
-// life. An offer that finds a session idle puts it on its loop's ready
-// queue and returns: a publisher never waits for a write, and at most a
-// handful of goroutines ever compete with it for the CPU, however many
-// sessions have something to send (one writer goroutine per session let a
-// single publish make 5,000 goroutines runnable, and the publisher waited
-// behind all of them).
+// life. A publish hands its value to every loop's inbox and returns: its
+// cost does not grow with the subscribers, it never waits for a write, and
+// at most a handful of goroutines ever compete with it for the CPU (one
+// writer goroutine per session let a single publish make 5,000 goroutines
+// runnable, and the publisher waited behind all of them). The inbox keeps
+// the newest value per topic: a loop that is behind takes only that, and
+// offers it to its own sessions' mailboxes at the start of its next round;
+// a session that the offer finds idle joins the round.
 //
 // A session's turn (Session.turn) takes everything pending for it (replies,
 // then the newest value of each pending topic, up to turnBytes) and hands
@@ -107,8 +109,51 @@ type flusher struct {
 	mu      sync.Mutex
 	ready   fifo[*Session]
 	recent  fifo[recentEntry]
+	inbox   map[*topic]int // topic → its value's index in values
+	values  []loopValue    // published values not yet offered, in order
 	running bool
 	wake    chan struct{} // a session became ready while the loop waits
+}
+
+// loopValue is a published value on its way to the sessions: the topic's
+// routes when it was published, and how many older values of the topic it
+// replaced in an inbox (which its subscribers will never get).
+type loopValue struct {
+	t       *topic
+	seq     uint64
+	frame   []byte
+	subs    []route
+	skipped uint64
+}
+
+// offer hands published values to every flush loop's inbox. Each loop
+// takes them under one lock, so values published together reach a session
+// in the same round (one write).
+func (fs *flushSet) offer(vals ...loopValue) {
+	for _, f := range fs.loops {
+		f.mu.Lock()
+		for _, v := range vals {
+			if i, ok := f.inbox[v.t]; ok {
+				old := &f.values[i]
+				if v.seq < old.seq { // overtaken by a concurrent publish: the older one loses
+					old.skipped++
+					continue
+				}
+				v.skipped = old.skipped + 1
+				*old = v
+				continue
+			}
+			if f.inbox == nil {
+				f.inbox = make(map[*topic]int)
+			}
+			f.inbox[v.t] = len(f.values)
+			f.values = append(f.values, v)
+		}
+		start := !f.running
+		f.running = true
+		f.mu.Unlock()
+		f.started(start)
+	}
 }
 
 // recentEntry is a session in its window, which ends at due. seq tells a
@@ -161,6 +206,7 @@ func (f *flusher) run() {
 		frames []Frame
 		timer  *time.Timer
 		pauses yielder
+		values []loopValue
 	)
 	defer pauses.close()
 	busySince := fs.now()
@@ -173,7 +219,9 @@ func (f *flusher) run() {
 		for n := f.ready.len(); n > 0; n-- {
 			work = append(work, recentEntry{s: f.ready.pop()})
 		}
-		if len(work) == 0 {
+		values, f.values = f.values, values[:0]
+		clear(f.inbox)
+		if len(work) == 0 && len(values) == 0 {
 			if f.recent.len() == 0 {
 				f.running = false
 				f.mu.Unlock()
@@ -195,6 +243,12 @@ func (f *flusher) run() {
 			continue
 		}
 		f.mu.Unlock()
+		// Offer the published values to this loop's sessions; those it
+		// finds idle join this round. (Sessions queued meanwhile are taken,
+		// with everything else, at the top of the next round: the loop
+		// exits only when it finds nothing there under one lock.)
+		work = f.offerValues(values, work)
+		clear(values)
 		for i, e := range work {
 			frames = e.s.turn(e, frames)
 			work[i] = recentEntry{}
@@ -205,6 +259,19 @@ func (f *flusher) run() {
 		}
 		work = work[:0]
 	}
+}
+
+// offerValues offers the values to this loop's sessions among their routes
+// and returns work with the sessions that the offers made ready.
+func (f *flusher) offerValues(values []loopValue, work []recentEntry) []recentEntry {
+	for _, v := range values {
+		for _, rt := range v.subs {
+			if rt.f == f && rt.s.offerFromLoop(rt.slot, v.seq, v.frame, v.skipped) {
+				work = append(work, recentEntry{s: rt.s})
+			}
+		}
+	}
+	return work
 }
 
 // fifo is a first-in first-out queue on a slice that reuses its space.

@@ -1,9 +1,6 @@
 package stream
 
-import (
-	"math/bits"
-	"sync/atomic"
-)
+import "sync/atomic"
 
 // mailbox is a session's pending output, guarded by Session.mu:
 //   - per flowing topic, a slot with the newest pending update
@@ -54,44 +51,29 @@ func (sl *slot) flowingLocked() bool {
 	return !sl.dropped && !sl.t.removed.Load()
 }
 
-// offerUpdate puts a published value into the mailbox slot sl without
-// blocking beyond s.mu, replacing an unsent older value of the same topic.
-func (s *Session) offerUpdate(sl *slot, seq uint64, frame []byte) {
+// offerFromLoop puts a published value into the mailbox slot sl (its
+// flush loop calls it, flush.go), replacing an unsent older value of the
+// same topic. skipped values of the topic were replaced before they got
+// here (in the loop's inbox); they count as dropped like the value would.
+// It reports whether the session became ready: the loop adds it to its
+// round.
+func (s *Session) offerFromLoop(sl *slot, seq uint64, frame []byte, skipped uint64) bool {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		s.r.counters.dropClosed.Add(1)
-		return
+		s.r.counters.dropClosed.Add(1 + skipped)
+		return false
 	}
-	start := s.offerUpdateLocked(sl, seq, frame) && s.kickLocked()
-	s.mu.Unlock()
-	if start {
-		s.startWriter()
-	}
-}
-
-// offerBatch offers the values of vals whose bit is set in mask (the ones
-// this session subscribes to; slots[i] is its slot for vals[i]) under one
-// lock, then starts the writer once.
-func (s *Session) offerBatch(vals []batchValue, mask uint64, slots *[batchChunk]*slot) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		s.r.counters.dropClosed.Add(uint64(bits.OnesCount64(mask)))
-		return
-	}
-	queued := false
-	for m := mask; m != 0; m &= m - 1 {
-		i := bits.TrailingZeros64(m)
-		if s.offerUpdateLocked(slots[i], vals[i].seq, vals[i].frame) {
-			queued = true
+	if skipped > 0 {
+		if sl.flowingLocked() {
+			s.r.counters.dropStale.Add(skipped)
+		} else {
+			s.r.counters.dropUnsub.Add(skipped)
 		}
 	}
-	start := queued && s.kickLocked()
+	ready := s.offerUpdateLocked(sl, seq, frame) && s.kickLocked()
 	s.mu.Unlock()
-	if start {
-		s.startWriter()
-	}
+	return ready
 }
 
 // offerUpdateLocked queues the update in sl and reports whether something

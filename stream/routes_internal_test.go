@@ -30,7 +30,7 @@ func TestOfferThroughStaleRouteIsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	dropped := r.counters.dropUnsub.Load()
-	routes[0].s.offerUpdate(routes[0].slot, seq+1, frame)
+	routes[0].s.offerFromLoop(routes[0].slot, seq+1, frame, 0)
 	if n := s.Pending(); n != 0 {
 		t.Fatalf("%d values pending after an offer through an unrouted slot", n)
 	}
@@ -47,7 +47,7 @@ func TestOfferThroughStaleRouteIsDropped(t *testing.T) {
 	if fresh == nil || fresh == routes[0].slot {
 		t.Fatal("subscribing again did not make a new slot")
 	}
-	routes[0].s.offerUpdate(routes[0].slot, seq+2, frame)
+	routes[0].s.offerFromLoop(routes[0].slot, seq+2, frame, 0)
 	if d := r.counters.dropUnsub.Load() - dropped; d != 2 {
 		t.Fatalf("dropUnsub grew by %d, want 2: the old slot stays dropped", d)
 	}
