@@ -7,14 +7,16 @@
 //
 // # Data path
 //
-// A value goes publish → topic → slot → mailbox → flush loop → Conn,
-// encoded once and shared as bytes by every session, never blocking the
-// publisher on a subscriber nor making it wait for the writers:
+// A value goes publish → topic → flush loops' inboxes → each session's
+// slot in its mailbox → Conn, encoded once and shared as bytes by every
+// session; the publisher neither blocks on a subscriber nor waits for the
+// writers, and its cost does not grow with the subscribers:
 //
 //   - publish.go: Publish (collectors) and PublishJSON (the publish API)
-//     store the value in its topic, encode its update frame and offer it
-//     to the topic's routes; batch.go offers a batch's values session by
-//     session, so a subscriber gets all of them in one write.
+//     store the value in its topic, encode its update frame and hand it,
+//     with the topic's routes, to every flush loop (flush.go); batch.go
+//     hands a batch's values over together, so a subscriber gets all of
+//     them in one write.
 //   - topic.go: one topic's state: latest value and frame, seq, history
 //     ring, status (Declare, SetStatus), and what lists show (Topics, Topic).
 //   - routes.go: the routes of each topic, one per session with a matching
