@@ -13,8 +13,12 @@ import "sync/atomic"
 // several values instead of one each. Only the window does this: a session
 // that is queued behind others or parked on a full socket conflates as
 // always, so a slow client still gets the newest value and not a backlog;
-// so does one whose window has ended while its loop is still busy with
-// others (the loop is behind: keeping values would only make it more so).
+// so does one whose window ended a whole window ago while its loop is still
+// busy with others (the loop is behind: keeping values would only make it
+// more so). A window that has just ended still keeps: its loop offers a
+// round's values before it writes the round's sessions, so a value published
+// right at the end of a session's window would otherwise replace one that
+// was waiting for that very write.
 //
 // Bounded: at most maxEarly values and earlyBytes bytes per session (the
 // frames are shared with every other subscriber, not copied); past that the
@@ -44,7 +48,7 @@ type earlyValues struct {
 // over the bounds) the caller conflates it, and a session in its window is
 // marked urgent so it is written now instead of dropping more.
 func (s *Session) keepEarlyLocked(sl *slot) bool {
-	if s.wstate != wRecent || s.r.flush.now() >= s.windowEnd {
+	if s.wstate != wRecent || s.r.flush.now() >= s.windowEnd+s.r.flush.window {
 		return false
 	}
 	if s.rates != nil || len(s.early) >= maxEarly || s.earlyBytes+len(sl.update) > earlyBytes {
