@@ -78,25 +78,14 @@ func dialPeer(ctx context.Context, s *peerServer, d *websocket.Dialer, id int) (
 	return c, nil
 }
 
+// read reads one message into c.buf, reusing it across messages.
 func (c *peerClient) read() ([]byte, error) {
-	_, r, err := c.conn.NextReader()
+	b, err := readMessage(c.conn, c.buf)
 	if err != nil {
 		return nil, err
 	}
-	c.buf = c.buf[:0]
-	for {
-		if len(c.buf) == cap(c.buf) {
-			c.buf = append(c.buf, 0)[:len(c.buf)]
-		}
-		n, err := r.Read(c.buf[len(c.buf):cap(c.buf)])
-		c.buf = c.buf[:len(c.buf)+n]
-		if err == io.EOF {
-			return c.buf, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
+	c.buf = b
+	return b, nil
 }
 
 // readUntil reads frames until one holds key; an error frame fails.
@@ -351,6 +340,41 @@ func (p *peerPublisher) sentAt(seq uint64) int64 {
 	return 0
 }
 
+// startPeerRun starts a fresh server of kind k and publishes the warm-up
+// value (pub_seq 0), which creates the topic (opsdash) and checks the
+// publish API. The caller stops the server.
+func startPeerRun(ctx context.Context, o peersOptions, k *peerKind, period time.Duration) (*peerServer, *peerShared, error) {
+	srv, err := k.start(ctx, o.ServerCPU)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start: %w", err)
+	}
+	sh := &peerShared{period: period, pub: newPeerPublisher(srv, o.PayloadBytes)}
+	if err := sh.pub.publish(ctx, 0); err != nil {
+		srv.stop()
+		return nil, nil, fmt.Errorf("warm-up publish: %w", err)
+	}
+	return srv, sh, nil
+}
+
+// connect dials n clients, notes in r how many connected and any failure,
+// and returns them with the function that closes them all.
+func (r *PeerRun) connect(ctx context.Context, o peersOptions, srv *peerServer, sh *peerShared, n int) ([]*peerClient, func()) {
+	clients, readers, err := dialPeers(ctx, srv, sh, n, o.DialParallel)
+	if err != nil {
+		r.Errors = append(r.Errors, err.Error())
+	}
+	r.Connected = len(clients)
+	if len(clients) == 0 {
+		r.Errors = append(r.Errors, "no client connected")
+	}
+	return clients, func() {
+		for _, c := range clients {
+			c.conn.Close()
+		}
+		readers.Wait()
+	}
+}
+
 // runPeerTraffic is one traffic run of server kind k with n clients.
 func runPeerTraffic(ctx context.Context, o peersOptions, k *peerKind, n int) PeerRun {
 	r := PeerRun{Server: k.name, Clients: n, Kind: "traffic", TargetHz: o.Rate}
@@ -358,29 +382,15 @@ func runPeerTraffic(ctx context.Context, o peersOptions, k *peerKind, n int) Pee
 		r.Errors = append(r.Errors, fmt.Sprintf(format, args...))
 		return r
 	}
-	srv, err := k.start(ctx, o.ServerCPU)
+	srv, sh, err := startPeerRun(ctx, o, k, time.Duration(float64(time.Second)/o.Rate))
 	if err != nil {
-		return fail("start: %v", err)
+		return fail("%v", err)
 	}
 	defer srv.stop()
-	sh := &peerShared{period: time.Duration(float64(time.Second) / o.Rate)}
-	sh.pub = newPeerPublisher(srv, o.PayloadBytes)
-	if err := sh.pub.publish(ctx, 0); err != nil { // creates the topic (opsdash) and checks the API
-		return fail("warm-up publish: %v", err)
-	}
-	clients, readers, err := dialPeers(ctx, srv, sh, n, o.DialParallel)
-	if err != nil {
-		r.Errors = append(r.Errors, err.Error())
-	}
-	defer func() {
-		for _, c := range clients {
-			c.conn.Close()
-		}
-		readers.Wait()
-	}()
-	r.Connected = len(clients)
+	clients, closeAll := r.connect(ctx, o, srv, sh, n)
+	defer closeAll()
 	if len(clients) == 0 {
-		return fail("no client connected")
+		return r
 	}
 	if sleepCtx(ctx, o.Settle) != nil {
 		return r
@@ -498,34 +508,20 @@ func runPeerIdle(ctx context.Context, o peersOptions, k *peerKind, n int) PeerRu
 		r.Errors = append(r.Errors, fmt.Sprintf(format, args...))
 		return r
 	}
-	srv, err := k.start(ctx, o.ServerCPU)
+	srv, sh, err := startPeerRun(ctx, o, k, time.Second)
 	if err != nil {
-		return fail("start: %v", err)
+		return fail("%v", err)
 	}
 	defer srv.stop()
-	sh := &peerShared{period: time.Second}
-	sh.pub = newPeerPublisher(srv, o.PayloadBytes)
-	if err := sh.pub.publish(ctx, 0); err != nil {
-		return fail("warm-up publish: %v", err)
-	}
 	if sleepCtx(ctx, 3*time.Second) != nil { // start-up garbage settles
 		return r
 	}
 	pid := srv.pid()
 	before := mustProc(pid)
-	clients, readers, err := dialPeers(ctx, srv, sh, n, o.DialParallel)
-	if err != nil {
-		r.Errors = append(r.Errors, err.Error())
-	}
-	defer func() {
-		for _, c := range clients {
-			c.conn.Close()
-		}
-		readers.Wait()
-	}()
-	r.Connected = len(clients)
+	clients, closeAll := r.connect(ctx, o, srv, sh, n)
+	defer closeAll()
 	if len(clients) == 0 {
-		return fail("no client connected")
+		return r
 	}
 	if sleepCtx(ctx, 3*time.Second) != nil {
 		return r

@@ -3,9 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -149,28 +148,14 @@ func (k *peerKind) start(ctx context.Context, cpu int) (*peerServer, error) {
 		return nil, fmt.Errorf("start %s: %w", k.name, err)
 	}
 	go func() { s.err = s.cmd.Wait(); close(s.done) }()
-	hc := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if resp, err := hc.Get("http://" + s.addr + health); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
-		}
-		select {
-		case <-s.done:
-			return nil, fmt.Errorf("%s exited before serving: %v\n%s", k.name, s.err, s.log.String())
-		case <-ctx.Done():
-			s.stop()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("%s did not answer %s within 20s\n%s", k.name, health, s.log.String())
-		}
+	switch err := waitHealthy(ctx, "http://"+s.addr+health, s.done, 20*time.Second); {
+	case err == nil:
+		return s, nil
+	case errors.Is(err, errExited):
+		return nil, fmt.Errorf("%s exited before serving: %v\n%s", k.name, s.err, s.log.String())
+	default:
+		s.stop()
+		return nil, fmt.Errorf("%s: %w\n%s", k.name, err, s.log.String())
 	}
 }
 
