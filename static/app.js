@@ -402,8 +402,14 @@
     if (l) { l.hidden = false; var i = $('input[type=password]', l); if (i) i.focus(); }
   }
 
+  // The page asks for no more values than it can show (max_hz, protocol
+  // extension): its charts and numbers move once a second; a fleet
+  // overview of many hosts, every other second.
+  var MAX_HZ = { fleet: 0.5 };
+  var maxHz = MAX_HZ[body.getAttribute('data-page')] || 1;
+
   function subscribe(topics) {
-    send({ type: 'subscribe', id: 's' + nextID++, topics: topics });
+    send({ type: 'subscribe', id: 's' + nextID++, topics: topics, max_hz: maxHz });
   }
 
   function onFrame(m, raw) {

@@ -50,7 +50,7 @@ func TestBatchIsOfferedOnlyOnDelivery(t *testing.T) {
 	if n, calls := s.Pending(), c.snapshot(); n != 0 || len(calls) != 0 {
 		t.Fatalf("before delivery: %d values pending, writes %v; want nothing offered yet", n, calls)
 	}
-	b.deliver()
+	b.deliver(&r.flush)
 	deadline := time.Now().Add(10 * time.Second)
 	for len(c.snapshot()) == 0 {
 		if time.Now().After(deadline) {

@@ -31,11 +31,14 @@ func (c *discardConn) WriteFrames(frames []Frame) error {
 
 func (c *discardConn) Close(int, string) error { return nil }
 
-// stallConn blocks every write until closed: a reader that stopped reading.
+// stallConn keeps every write back until closed: a reader that stopped
+// reading (its session parks after the first write).
 type stallConn struct{ closed chan struct{} }
 
-func (c *stallConn) WriteFrames([]Frame) error { <-c.closed; return nil }
+func (c *stallConn) WriteFrames([]Frame) error { return nil }
 func (c *stallConn) Close(int, string) error   { return nil }
+func (c *stallConn) Backlogged() bool          { return true }
+func (c *stallConn) WaitWritable() error       { <-c.closed; return nil }
 
 var benchData = json.RawMessage(`{"usage_pct":12.5,"user_pct":8.25,"system_pct":3.5,"iowait_pct":0.75,"steal_pct":0}`)
 
@@ -163,7 +166,9 @@ func benchOffer(b *testing.B, conn Conn, release func()) {
 	b.ReportAllocs()
 	for b.Loop() {
 		seq++
-		s.offerUpdate(sl, seq, frame)
+		if s.offerFromLoop(sl, seq, frame, 0) {
+			s.startWriter()
+		}
 	}
 	b.StopTimer()
 	release()

@@ -68,6 +68,11 @@ type RegistryConfig struct {
 	// took and how many frames it carried, failed calls included (see
 	// writer.go). It runs on the writer goroutines and must be quick.
 	WriteObserver func(d time.Duration, frames int)
+	// FlushWindow is how long a session that has just written waits before
+	// its next write, so that values offered meanwhile leave together in
+	// one write (default DefaultFlushWindow; NoLimit: no window). A
+	// session idle for longer writes its first value at once. See flush.go.
+	FlushWindow time.Duration
 
 	// Set in fleet mode through the Registry's setters (fleet.go).
 	forward        func(topic string, ts time.Time, data json.RawMessage) error
@@ -139,6 +144,9 @@ func (c RegistryConfig) withDefaults() RegistryConfig {
 	c.PublishedTTL = orDefault(c.PublishedTTL, DefaultPublishedTTL)
 	c.MaxTopics = limitOrDefault(c.MaxTopics, DefaultMaxTopics)
 	c.MaxValueBytes = limitOrDefault(c.MaxValueBytes, DefaultMaxValueBytes)
+	if c.FlushWindow == 0 {
+		c.FlushWindow = DefaultFlushWindow
+	}
 	return c
 }
 

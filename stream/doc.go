@@ -7,14 +7,16 @@
 //
 // # Data path
 //
-// A value goes publish → topic → slot → mailbox → writer → Conn, encoded
-// once and shared as bytes by every session, never blocking the publisher
-// on a subscriber:
+// A value goes publish → topic → flush loops' inboxes → each session's
+// slot in its mailbox → Conn, encoded once and shared as bytes by every
+// session; the publisher neither blocks on a subscriber nor waits for the
+// writers, and its cost does not grow with the subscribers:
 //
 //   - publish.go: Publish (collectors) and PublishJSON (the publish API)
-//     store the value in its topic, encode its update frame and offer it
-//     to the topic's routes; batch.go offers a batch's values session by
-//     session, so a subscriber gets all of them in one write.
+//     store the value in its topic, encode its update frame and hand it,
+//     with the topic's routes, to every flush loop (flush.go); batch.go
+//     hands a batch's values over together, so a subscriber gets all of
+//     them in one write.
 //   - topic.go: one topic's state: latest value and frame, seq, history
 //     ring, status (Declare, SetStatus), and what lists show (Topics, Topic).
 //   - routes.go: the routes of each topic, one per session with a matching
@@ -28,10 +30,16 @@
 //     reply FIFO, bounded in entries and bytes (replyqueue.go). Memory per
 //     session is bounded by its subscribed topics and that FIFO, however
 //     slowly its client reads.
-//   - writer.go: the goroutine that exists only while the mailbox holds
-//     something and hands everything it finds to Conn.WriteFrames in one
-//     call.
-//   - conn.go: Conn and Frame, the write side the edge implements.
+//   - flush.go: the flush loops, one per P, each with a ready queue of
+//     sessions; the window after a write that merges later values into
+//     one write; pacing that lets the network be polled (yield_*.go).
+//   - writer.go: a session's turn on its loop: everything pending (up to
+//     64 KiB) to Conn.WriteFrames in one call, then its window, or parked
+//     while its Conn holds unsent bytes.
+//   - early.go: values a window keeps instead of conflating (bounded).
+//   - rate.go: max_hz, a rate per subscription.
+//   - conn.go: Conn, NonBlockingConn and Frame, the write side the edge
+//     implements.
 //
 // # Around it
 //

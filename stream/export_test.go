@@ -28,7 +28,7 @@ func (r *Registry) PatternCount() int {
 func (s *Session) Pending() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
+	n := len(s.early)
 	for _, sl := range s.pending {
 		if sl.update != nil {
 			n++
@@ -40,9 +40,45 @@ func (s *Session) Pending() int {
 	return n
 }
 
+// PendingSeq returns the seq of topic's pending update in the session's
+// mailbox, 0 when none is pending: a test waits for a value a flush loop
+// offers asynchronously.
+func (s *Session) PendingSeq(topic string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sl := range s.pending {
+		if sl.t.name == topic && sl.update != nil {
+			return sl.lastSeq
+		}
+	}
+	return 0
+}
+
 // SetClock replaces the session's rate-limiter clock.
 func (s *Session) SetClock(now func() time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.now = now
 }
+
+// SetFlushClock replaces the clock of the flush loops' windows and of
+// max_hz (monotonic ns).
+func (r *Registry) SetFlushClock(now func() int64) { r.flush.now = now }
+
+// WakeFlushLoops makes every running flush loop look at its windows again
+// (after a test moved the flush clock).
+func (r *Registry) WakeFlushLoops() {
+	for _, f := range r.flush.loops {
+		select {
+		case f.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// ReleaseHeld runs the session's max_hz timer now (after a test moved the
+// flush clock).
+func (s *Session) ReleaseHeld() { s.releaseHeld() }
+
+// FlushLoops returns how many flush loops the registry has.
+func (r *Registry) FlushLoops() int { return len(r.flush.loops) }

@@ -3,6 +3,7 @@ package stream_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -14,9 +15,10 @@ import (
 // msg is any server frame, decoded.
 type msg = stream.ServerMessage
 
-// fakeConn is a stream.Conn that records what the session writes. With a
-// gate it blocks in WriteFrames until the test opens the gate (a reader that
-// stopped reading); err makes every write fail.
+// fakeConn is a stream.NonBlockingConn that records what the session
+// writes. With a gate it models a client that stopped reading: its writes
+// are kept back (not recorded) and the session parks in WaitWritable until
+// the test opens the gate; err makes every write fail.
 type fakeConn struct {
 	t *testing.T
 
@@ -24,8 +26,10 @@ type fakeConn struct {
 	frames  []stream.Frame
 	msgs    []msg
 	calls   int
+	sizes   []int         // frames per WriteFrames call
 	gate    chan struct{} // nil: never blocks
-	writing bool          // a WriteFrames call is blocked on the gate
+	kept    []stream.Frame
+	writing bool // a session is parked in WaitWritable
 	err     error
 	closed  bool
 	code    int
@@ -33,11 +37,13 @@ type fakeConn struct {
 	closeCh chan struct{}
 }
 
+var _ stream.NonBlockingConn = (*fakeConn)(nil)
+
 func newFakeConn(t *testing.T) *fakeConn {
 	return &fakeConn{t: t, closeCh: make(chan struct{})}
 }
 
-// newGatedConn returns a conn whose writes block until open is called.
+// newGatedConn returns a conn whose writes are kept back until open is called.
 func newGatedConn(t *testing.T) *fakeConn {
 	c := newFakeConn(t)
 	c.gate = make(chan struct{})
@@ -46,22 +52,23 @@ func newGatedConn(t *testing.T) *fakeConn {
 
 func (c *fakeConn) WriteFrames(frames []stream.Frame) error {
 	c.mu.Lock()
-	gate, err := c.gate, c.err
-	c.writing = gate != nil
-	c.mu.Unlock()
-	if gate != nil {
-		select {
-		case <-gate:
-		case <-c.closeCh:
-		}
-	}
-	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.writing = false
 	c.calls++
-	if err != nil {
-		return err
+	c.sizes = append(c.sizes, len(frames))
+	if c.err != nil {
+		return c.err
 	}
+	if c.gate != nil {
+		for _, f := range frames {
+			c.kept = append(c.kept, stream.Frame{Type: f.Type, Topic: f.Topic, Seq: f.Seq, JSON: append([]byte(nil), f.JSON...)})
+		}
+		return nil
+	}
+	c.recordLocked(frames)
+	return nil
+}
+
+func (c *fakeConn) recordLocked(frames []stream.Frame) {
 	for _, f := range frames {
 		var m msg
 		if e := json.Unmarshal(f.JSON, &m); e != nil {
@@ -73,6 +80,36 @@ func (c *fakeConn) WriteFrames(frames []stream.Frame) error {
 		c.frames = append(c.frames, stream.Frame{Type: f.Type, Topic: f.Topic, Seq: f.Seq, JSON: append([]byte(nil), f.JSON...)})
 		c.msgs = append(c.msgs, m)
 	}
+}
+
+// Backlogged implements stream.NonBlockingConn: frames are kept back.
+func (c *fakeConn) Backlogged() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.kept) > 0
+}
+
+// WaitWritable implements stream.NonBlockingConn: it waits for the gate,
+// then records the frames kept back.
+func (c *fakeConn) WaitWritable() error {
+	c.mu.Lock()
+	gate := c.gate
+	c.writing = gate != nil
+	c.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-c.closeCh:
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writing = false
+	if c.closed {
+		return errors.New("fake conn closed")
+	}
+	c.recordLocked(c.kept)
+	c.kept = nil
 	return nil
 }
 
@@ -100,6 +137,13 @@ func (c *fakeConn) blocked() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.writing
+}
+
+// writeSizes returns the number of frames of each WriteFrames call so far.
+func (c *fakeConn) writeSizes() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]int(nil), c.sizes...)
 }
 
 func (c *fakeConn) messages() []msg {

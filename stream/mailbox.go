@@ -1,9 +1,6 @@
 package stream
 
-import (
-	"math/bits"
-	"sync/atomic"
-)
+import "sync/atomic"
 
 // mailbox is a session's pending output, guarded by Session.mu:
 //   - per flowing topic, a slot with the newest pending update
@@ -20,7 +17,7 @@ type mailbox struct {
 	pending []*slot
 	replies []reply
 	// flushWait: a Handle waits for every reply to be written
-	// (awaitRepliesWritten); the writer signals replySpace when it stops.
+	// (awaitRepliesWritten); repliesWrittenLocked clears it once written.
 	flushWait bool
 }
 
@@ -31,7 +28,14 @@ type slot struct {
 	lastSeq uint64 // highest seq queued or sent (update's seq while one is pending): a topic's seq only grows on a connection
 	update  []byte // pending update frame (shared), nil if none
 	status  []byte // pending status frame, nil if none
-	queued  bool   // in pending
+	queued  bool   // in pending, or in rates.held
+	// max_hz (rate.go): the flush clock of the last send (0: never), the
+	// least time between sends (0: no limit), the rates.gen it was
+	// computed for, and whether the update is held back on rates.held.
+	sentAt  int64
+	gap     int64
+	rateGen uint32
+	held    bool
 	// dropped: the topic stopped flowing to the session (no pattern
 	// matches it any more, or it expired). A publisher may still hold the
 	// route from before; its offer is dropped. Subscribing again creates a
@@ -51,44 +55,29 @@ func (sl *slot) flowingLocked() bool {
 	return !sl.dropped && !sl.t.removed.Load()
 }
 
-// offerUpdate puts a published value into the mailbox slot sl without
-// blocking beyond s.mu, replacing an unsent older value of the same topic.
-func (s *Session) offerUpdate(sl *slot, seq uint64, frame []byte) {
+// offerFromLoop puts a published value into the mailbox slot sl (its
+// flush loop calls it, flush.go), replacing an unsent older value of the
+// same topic. skipped values of the topic were replaced before they got
+// here (in the loop's inbox); they count as dropped like the value would.
+// It reports whether the session became ready: the loop adds it to its
+// round.
+func (s *Session) offerFromLoop(sl *slot, seq uint64, frame []byte, skipped uint64) bool {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		s.r.counters.dropClosed.Add(1)
-		return
+		s.r.counters.dropClosed.Add(1 + skipped)
+		return false
 	}
-	start := s.offerUpdateLocked(sl, seq, frame) && s.kickLocked()
-	s.mu.Unlock()
-	if start {
-		s.startWriter()
-	}
-}
-
-// offerBatch offers the values of vals whose bit is set in mask (the ones
-// this session subscribes to; slots[i] is its slot for vals[i]) under one
-// lock, then starts the writer once.
-func (s *Session) offerBatch(vals []batchValue, mask uint64, slots *[batchChunk]*slot) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		s.r.counters.dropClosed.Add(uint64(bits.OnesCount64(mask)))
-		return
-	}
-	queued := false
-	for m := mask; m != 0; m &= m - 1 {
-		i := bits.TrailingZeros64(m)
-		if s.offerUpdateLocked(slots[i], vals[i].seq, vals[i].frame) {
-			queued = true
+	if skipped > 0 {
+		if sl.flowingLocked() {
+			s.r.counters.dropStale.Add(skipped)
+		} else {
+			s.r.counters.dropUnsub.Add(skipped)
 		}
 	}
-	start := queued && s.kickLocked()
+	ready := s.offerUpdateLocked(sl, seq, frame) && s.kickLocked()
 	s.mu.Unlock()
-	if start {
-		s.startWriter()
-	}
+	return ready
 }
 
 // offerUpdateLocked queues the update in sl and reports whether something
@@ -102,7 +91,7 @@ func (s *Session) offerUpdateLocked(sl *slot, seq uint64, frame []byte) bool {
 		s.r.counters.dropStale.Add(1)
 		return false
 	}
-	if sl.update != nil {
+	if sl.update != nil && !s.keepEarlyLocked(sl) {
 		s.r.counters.dropStale.Add(1) // conflation: the unsent older value is replaced
 	}
 	sl.update, sl.lastSeq = frame, seq
@@ -119,6 +108,9 @@ func (s *Session) offerStatus(sl *slot, frame []byte) {
 		return
 	}
 	sl.status = frame
+	if sl.held {
+		s.unholdLocked(sl) // a status frame is never delayed
+	}
 	s.queueLocked(sl)
 	start := s.kickLocked()
 	s.mu.Unlock()
@@ -145,7 +137,9 @@ func (s *Session) dropSlotLocked(sl *slot, drop *atomic.Uint64) {
 	if sl.update != nil {
 		drop.Add(1)
 	}
-	if sl.queued {
+	if sl.held {
+		s.removeHeldLocked(sl)
+	} else if sl.queued {
 		for i, p := range s.pending {
 			if p == sl {
 				s.pending = append(s.pending[:i], s.pending[i+1:]...)
@@ -154,6 +148,7 @@ func (s *Session) dropSlotLocked(sl *slot, drop *atomic.Uint64) {
 		}
 	}
 	sl.update, sl.status, sl.queued = nil, nil, false
+	s.dropEarlyLocked(sl, drop)
 }
 
 // forget drops the slot of an expired topic.
@@ -165,7 +160,7 @@ func (s *Session) forget(sl *slot) {
 	s.mu.Unlock()
 }
 
-// reply queues a reply frame and makes sure a writer runs.
+// reply queues a reply frame and makes sure the session gets a turn.
 func (s *Session) reply(kind frameKind, b []byte) {
 	s.mu.Lock()
 	if s.closed {

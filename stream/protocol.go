@@ -29,13 +29,15 @@ const (
 )
 
 // Request is one decoded client request of protocol v1. Topics is set for
-// subscribe and unsubscribe only (non-empty, every entry a valid pattern).
+// subscribe and unsubscribe only (non-empty, every entry a valid pattern);
+// MaxHz for subscribe only (0: no max_hz).
 // json.Marshal of a Request that DecodeRequest returned decodes to the same
 // Request.
 type Request struct {
 	Type   string   `json:"type"`
 	ID     string   `json:"id"`
 	Topics []string `json:"topics,omitempty"`
+	MaxHz  float64  `json:"max_hz,omitempty"`
 }
 
 // RequestError is a request the server refuses with an "error" frame. ID is
@@ -65,7 +67,8 @@ func (e *CloseError) Error() string { return fmt.Sprintf("close %d: %s", e.Code,
 //   - a type other than subscribe, unsubscribe, list, ping → unknown_type;
 //   - subscribe/unsubscribe without "topics" as a non-empty array of strings → bad_request;
 //   - an id longer than MaxRequestIDLen, more than MaxRequestTopics patterns → bad_request;
-//   - any pattern in "topics" invalid → invalid_topic (the whole request is refused).
+//   - any pattern in "topics" invalid → invalid_topic (the whole request is refused);
+//   - subscribe with "max_hz" other than a positive number → bad_request.
 //
 // "id" may be absent (the reply then carries ""). Unknown fields are ignored,
 // so clients of later protocol versions can add fields. The error is always
@@ -121,6 +124,12 @@ func DecodeRequest(msg []byte) (Request, error) {
 	for _, p := range req.Topics {
 		if _, err := ParsePattern(p); err != nil {
 			return Request{}, &RequestError{ID: req.ID, Code: CodeInvalidTopic, Message: err.Error()}
+		}
+	}
+	if req.Type == TypeSubscribe {
+		var ok bool
+		if req.MaxHz, ok = decodeMaxHz(fields); !ok {
+			return Request{}, &RequestError{ID: req.ID, Code: CodeBadRequest, Message: `"max_hz" must be a positive number`}
 		}
 	}
 	return req, nil

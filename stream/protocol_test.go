@@ -3,6 +3,7 @@ package stream_test
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"reflect"
 	"testing"
 
@@ -78,6 +79,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"type":"unsubscribe","id":"2","topics":["web-1.>"]}`,
 		`{"type":"list","id":"3"}`, `{"type":"ping"}`, `{"type":"ping","id":4}`,
 		`{"type":"subscribe","topics":[null]}`, `[]`, `null`, `{"id":"\ud800"}`, "{\"type\":\"ping\",\"id\":\"\xff\"}",
+		`{"type":"subscribe","id":"5","topics":["a.b"],"max_hz":0.5}`, `{"type":"subscribe","topics":["a.b"],"max_hz":0}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -104,6 +106,12 @@ func FuzzDecodeRequest(f *testing.F) {
 			if req.Topics != nil {
 				t.Fatalf("%s carries topics", req.Type)
 			}
+		}
+		if req.MaxHz < 0 || math.IsInf(req.MaxHz, 0) || math.IsNaN(req.MaxHz) || req.MaxHz != 0 && req.Type != stream.TypeSubscribe {
+			t.Fatalf("accepted max_hz %v on %s", req.MaxHz, req.Type)
+		}
+		switch req.Type {
+		case stream.TypeSubscribe, stream.TypeUnsubscribe, stream.TypeList, stream.TypePing:
 		default:
 			t.Fatalf("accepted type %q", req.Type)
 		}

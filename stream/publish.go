@@ -44,7 +44,7 @@ func (r *Registry) PublishBatch(samples []collectors.Sample) {
 	for _, s := range samples {
 		r.publishSample(s, &b)
 	}
-	b.deliver()
+	b.deliver(&r.flush)
 }
 
 func (r *Registry) publishSample(s collectors.Sample, b *batch) {
@@ -138,7 +138,7 @@ type JSONItem struct {
 // with PublishBatch, a subscriber gets the batch's values in one write.
 func (r *Registry) PublishJSONBatch(items []JSONItem) (int, error) {
 	var b batch
-	defer func() { b.deliver() }() // b grows below: deliver what it holds at return
+	defer func() { b.deliver(&r.flush) }() // b grows below: deliver what it holds at return
 	for i, it := range items {
 		if err := r.publishJSON(it.Topic, it.TS, it.Data, &b); err != nil {
 			return i, err
@@ -196,11 +196,13 @@ func (r *Registry) storeAndOffer(t *topic, created bool, seq uint64, tsMS int64,
 	if created && len(subs) > 0 {
 		r.notifyDemand([]*topic{t})
 	}
-	if b != nil {
-		*b = append(*b, batchValue{seq: seq, frame: frame, subs: subs})
+	if len(subs) == 0 {
 		return
 	}
-	for _, rt := range subs {
-		rt.s.offerUpdate(rt.slot, seq, frame)
+	v := loopValue{t: t, seq: seq, frame: frame, subs: subs}
+	if b != nil {
+		*b = append(*b, v)
+		return
 	}
+	r.flush.offer(v)
 }

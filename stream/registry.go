@@ -53,6 +53,7 @@ type Registry struct {
 	nextOrder atomic.Uint64 // source of Session.order
 
 	counters counters
+	flush    flushSet // the flush loops (flush.go)
 }
 
 var (
@@ -72,6 +73,7 @@ func NewRegistry(cfg RegistryConfig) *Registry {
 		tombstones: make(map[string]uint64),
 		sessions:   make(map[*Session]struct{}),
 	}
+	r.flush.init(r, cfg.FlushWindow)
 	if r.log == nil {
 		r.log = slog.Default()
 	}

@@ -45,13 +45,14 @@ func (s *Session) signalReplySpace() {
 //
 // Only Handle queues replies once a session runs, and Handle is waiting
 // here, so the FIFO only empties meanwhile. Once it is empty, the replies
-// are in the batch the writer is writing; that batch is written when the
-// writer next takes the lock (to stop or to take more), where it clears
-// flushWait and signals replySpace.
+// are in the batch the session's turn is writing; that batch is written
+// when the turn takes the lock after its write and its Conn kept nothing
+// back (or, parked, once the Conn has sent the rest): repliesWrittenLocked
+// then clears flushWait and signals replySpace.
 func (s *Session) awaitRepliesWritten() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for !s.closed && (len(s.replies) > 0 || s.writing) {
+	for !s.closed && (len(s.replies) > 0 || s.wstate == wReady || s.wstate == wWriting || s.wstate == wParked) {
 		if len(s.replies) == 0 {
 			s.flushWait = true
 		}
@@ -75,3 +76,13 @@ func (s *Session) awaitRepliesWritten() {
 // does not read its replies, its next request then waits in the kernel's
 // socket buffer, not read into process memory.
 func (s *Session) WaitReplySpace() bool { return s.waitReplySpace() }
+
+// repliesWrittenLocked is called where a write the session's turn made is
+// wholly sent (writer.go): a Handle waiting in awaitRepliesWritten may go
+// on. s.mu is held.
+func (s *Session) repliesWrittenLocked() {
+	if s.flushWait {
+		s.flushWait = false
+		s.signalReplySpace()
+	}
+}

@@ -23,6 +23,7 @@ import (
 type route struct {
 	s    *Session
 	slot *slot
+	f    *flusher // s.f, here so a flush loop can skip others' sessions without touching them
 }
 
 // patternEntry is one distinct subscribed pattern and the sessions that
@@ -43,7 +44,7 @@ func (t *topic) subscribersLocked() []route {
 	if t.subsList == nil && len(t.subs) > 0 {
 		l := make([]route, 0, len(t.subs))
 		for s, sl := range t.subs {
-			l = append(l, route{s, sl})
+			l = append(l, route{s, sl, s.f})
 		}
 		slices.SortFunc(l, func(a, b route) int { return cmp.Compare(a.s.order, b.s.order) })
 		t.subsList = l

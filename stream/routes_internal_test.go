@@ -2,6 +2,7 @@ package stream
 
 import (
 	"testing"
+	"time"
 
 	"github.com/opsdash/opsdash/collectors"
 )
@@ -17,6 +18,14 @@ func TestOfferThroughStaleRouteIsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Publish(collectors.Sample{Topic: "app.a", Data: map[string]int{"v": 1}})
+	// The value reaches the session from a flush loop: wait until it is
+	// written, so that its offer cannot land after the unsubscribe below.
+	for deadline := time.Now().Add(10 * time.Second); r.counters.sent[kindUpdate].Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the published value was never written")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	r.mu.Lock()
 	tp := r.topics["app.a"]
 	routes := tp.subscribersLocked()
@@ -30,7 +39,7 @@ func TestOfferThroughStaleRouteIsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	dropped := r.counters.dropUnsub.Load()
-	routes[0].s.offerUpdate(routes[0].slot, seq+1, frame)
+	routes[0].s.offerFromLoop(routes[0].slot, seq+1, frame, 0)
 	if n := s.Pending(); n != 0 {
 		t.Fatalf("%d values pending after an offer through an unrouted slot", n)
 	}
@@ -47,7 +56,7 @@ func TestOfferThroughStaleRouteIsDropped(t *testing.T) {
 	if fresh == nil || fresh == routes[0].slot {
 		t.Fatal("subscribing again did not make a new slot")
 	}
-	routes[0].s.offerUpdate(routes[0].slot, seq+2, frame)
+	routes[0].s.offerFromLoop(routes[0].slot, seq+2, frame, 0)
 	if d := r.counters.dropUnsub.Load() - dropped; d != 2 {
 		t.Fatalf("dropUnsub grew by %d, want 2: the old slot stays dropped", d)
 	}

@@ -19,8 +19,8 @@ var (
 )
 
 // Session is one client connection: its patterns, its conflating mailbox
-// (newest pending value per topic), its reply FIFO and, only while something
-// is pending, one writer goroutine that drains both into Conn.WriteFrames.
+// (newest pending value per topic) and its reply FIFO, which its flush loop
+// (flush.go) drains into Conn.WriteFrames while something is pending.
 type Session struct {
 	r          *Registry
 	conn       Conn
@@ -29,18 +29,20 @@ type Session struct {
 	order      uint64 // place in every topic's route list (subscribersLocked)
 	done       chan struct{}
 	replySpace chan struct{} // signalled by the writer when it took the replies
-	// writeFn is s.writeLoop, made once in Open: "go s.writeLoop()" would
-	// allocate a closure at every writer start, which in a fan-out is once
-	// per subscriber per published value.
-	writeFn func()
+	f          *flusher      // the flush loop that writes this session
 
 	// mu guards what follows and the mailbox's slots. Lock order: taken
 	// before Registry.mu (a subscribe holds both), never while Registry.mu
-	// is held; the writer releases it across Conn.WriteFrames.
-	mu      sync.Mutex
-	closed  bool
-	writing bool      // a writer goroutine runs (or is starting)
-	pats    []Pattern // distinct patterns
+	// is held; the flush loop releases it across Conn.WriteFrames.
+	mu          sync.Mutex
+	closed      bool
+	wstate      wstate     // where writing stands (writer.go)
+	windowSeq   uint32     // numbers the session's windows (recentEntry.seq)
+	windowEnd   int64      // when the current window ends (flush clock)
+	urgent      bool       // something offered in the window must not wait for its end (writer.go)
+	earlyValues            // values kept in a window instead of conflated (early.go)
+	pats        []Pattern  // distinct patterns
+	rates       *rateState // max_hz (rate.go); nil until a subscribe asks for one
 	mailbox
 
 	// rate limiting (guarded by mu)
@@ -50,8 +52,8 @@ type Session struct {
 }
 
 // Open registers a session for conn. Nothing is written until Hello, Handle
-// or Subscribe queue something. A writer goroutine exists only while frames
-// are pending.
+// or Subscribe queue something; the session then gets turns on one of the
+// registry's flush loops.
 func (r *Registry) Open(conn Conn, cfg SessionConfig) *Session {
 	cfg = cfg.withDefaults()
 	s := &Session{
@@ -67,7 +69,7 @@ func (r *Registry) Open(conn Conn, cfg SessionConfig) *Session {
 	if s.id == "" {
 		s.id = strconv.FormatUint(r.nextID.Add(1), 10)
 	}
-	s.writeFn = s.writeLoop
+	s.f = r.flush.loopFor(s.order)
 	r.sessMu.Lock()
 	r.sessions[s] = struct{}{}
 	r.sessMu.Unlock()
@@ -132,7 +134,7 @@ func (s *Session) Handle(msg []byte) error {
 	}
 	switch req.Type {
 	case TypeSubscribe:
-		s.subscribe(req.Topics, req.ID, true)
+		s.subscribe(req.Topics, req.ID, true, req.MaxHz)
 	case TypeUnsubscribe:
 		s.unsubscribe(req.Topics, req.ID)
 	case TypeList:
@@ -167,14 +169,21 @@ func (s *Session) replyError(id, code, msg string) {
 // Errors: ErrInvalidTopic (nothing subscribed), ErrTooManySubscriptions,
 // ErrSessionClosed.
 func (s *Session) Subscribe(patterns []string) error {
-	return s.subscribe(patterns, "", false)
+	return s.subscribe(patterns, "", false, 0)
+}
+
+// SubscribeMaxHz is Subscribe with a rate: each topic of patterns reaches
+// the session at most maxHz times per second, the newest value each time
+// (0: no limit; see rate.go). SSE's ?max_hz= comes here.
+func (s *Session) SubscribeMaxHz(patterns []string, maxHz float64) error {
+	return s.subscribe(patterns, "", false, maxHz)
 }
 
 // subscribe adds the patterns and queues the
 // "subscribed" reply (withReply) before the snapshot, all under s.mu, so a
 // concurrent publish of a newly matched topic lands after the snapshot in
 // the mailbox (and replaces it if newer).
-func (s *Session) subscribe(patterns []string, id string, withReply bool) error {
+func (s *Session) subscribe(patterns []string, id string, withReply bool, maxHz float64) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -201,6 +210,7 @@ func (s *Session) subscribe(patterns []string, id string, withReply bool) error 
 		return fmt.Errorf("%w: at most %d patterns per connection", ErrTooManySubscriptions, m)
 	}
 	s.pats = append(s.pats, add...)
+	s.setRatesLocked(patterns, maxHz)
 	snap, demand := s.r.addPatterns(s, add)
 	if withReply {
 		s.replies = append(s.replies, reply{kindSubscribed, encodeTopicsReply("subscribed", id, patterns)})
@@ -244,6 +254,7 @@ func (s *Session) unsubscribe(patterns []string, id string) {
 	if len(removed) > 0 {
 		var unrouted []*slot
 		unrouted, demand = s.r.removePatterns(s, removed, s.pats)
+		s.ratesRemovedLocked(removed)
 		// Stop every topic no remaining pattern matches.
 		for _, sl := range unrouted {
 			s.dropSlotLocked(sl, &s.r.counters.dropUnsub)
@@ -279,13 +290,18 @@ func (s *Session) Close(code int, reason string) {
 		return
 	}
 	s.closed = true
-	dropped := 0
+	dropped := len(s.early)
 	for _, sl := range s.pending {
 		if sl.update != nil {
 			dropped++
 		}
 	}
+	s.early = nil
 	s.pending, s.replies = nil, nil
+	if s.wstate != wIdle {
+		s.idleLocked()
+	}
+	dropped += s.stopRatesLocked()
 	pats := s.pats
 	s.pats = nil
 	s.mu.Unlock()

@@ -84,7 +84,7 @@ type Stats struct {
 	ReplyQueueDepth int   // gauge: replies waiting, all sessions
 	ReplyQueueBytes int   // gauge: JSON bytes of the replies waiting, all sessions
 	ReadingPaused   int64 // gauge: sessions whose requests are not read while their reply FIFO is full
-	Writers         int64 // gauge: writer goroutines running
+	Writers         int64 // gauge: sessions with a write queued, under way, in its window or parked (flush.go)
 
 	WriteBatches    uint64 // counter: successful WriteFrames calls
 	WriteErrors     uint64 // counter: failed WriteFrames calls (the session was closed)

@@ -40,6 +40,11 @@ func TestUpdatesOfferedReconcile(t *testing.T) {
 	publish(r, "app.a", 2)
 	publish(r, "app.a", 3)
 	publish(r, "app.b", 2)
+	// Offers reach a session from its flush loop: wait for both newest
+	// values to be pending before unsubscribing and closing.
+	waitFor(t, "app.a 3 and app.b 2 pending on the slow session", func() bool {
+		return ss.PendingSeq("app.a") == 3 && ss.PendingSeq("app.b") == 2
+	})
 	mustHandle(t, ss, `{"type":"unsubscribe","id":"2","topics":["app.b"]}`)
 	ss.Close(1000, "done")
 	fast.waitMsg(t, "app.a 3", isUpdate("app.a", 3))

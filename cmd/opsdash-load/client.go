@@ -155,19 +155,31 @@ func connect(ctx context.Context, cfg *clientConfig, id int, patterns []string, 
 
 // readFrame reads one message into c.buf, reusing it across messages.
 func (c *client) readFrame() ([]byte, error) {
-	_, r, err := c.conn.NextReader()
+	b, err := readMessage(c.conn, c.buf)
 	if err != nil {
 		return nil, err
 	}
-	c.buf = c.buf[:0]
+	c.buf = b
+	return b, nil
+}
+
+// readMessage reads one message of conn into buf's space (growing it when
+// needed) and returns it: a reader of thousands of frames a second
+// allocates nothing per frame.
+func readMessage(conn *websocket.Conn, buf []byte) ([]byte, error) {
+	_, r, err := conn.NextReader()
+	if err != nil {
+		return nil, err
+	}
+	buf = buf[:0]
 	for {
-		if len(c.buf) == cap(c.buf) {
-			c.buf = append(c.buf, 0)[:len(c.buf)]
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := r.Read(c.buf[len(c.buf):cap(c.buf)])
-		c.buf = c.buf[:len(c.buf)+n]
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
 		if err == io.EOF {
-			return c.buf, nil
+			return buf, nil
 		}
 		if err != nil {
 			return nil, err

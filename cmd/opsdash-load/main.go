@@ -11,6 +11,7 @@
 // Usage:
 //
 //	opsdash-load [flags] fanout|freshness|idle|slow|fleet
+//	opsdash-load peers [flags]
 //
 // Scenarios:
 //
@@ -30,6 +31,9 @@
 //	           through one NATS process to --replicas replica processes and
 //	           --clients browser-like clients (*.summary plus one host's
 //	           topics); kills a replica halfway (fleet.go).
+//	peers      opsdash beside Centrifugo and a Node ws server on the same
+//	           load, server and tool pinned to separate cores (peers.go;
+//	           `opsdash-load peers -h`).
 package main
 
 import (
@@ -65,6 +69,12 @@ func main() {
 func mainCode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "fleet-nats" { // the fleet scenario's NATS process
 		return natsMain(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "peers" {
+		return peersMain(ctx, args[1:], stdout, stderr) // peers.go
+	}
+	if len(args) > 0 && args[0] == "peers-publisher" {
+		return peersPublisherMain(ctx, args[1:], stdout, stderr) // peerpub.go
 	}
 	o, asJSON, err := parseArgs(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {

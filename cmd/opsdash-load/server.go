@@ -122,28 +122,43 @@ func startServer(ctx context.Context, bin, token string, extra []string) (*serve
 		s.err = s.cmd.Wait()
 		close(s.done)
 	}()
-	deadline := time.Now().Add(15 * time.Second)
+	switch err := waitHealthy(ctx, "http://"+s.addr+"/healthz", s.done, 15*time.Second); {
+	case err == nil:
+		return s, nil
+	case errors.Is(err, errExited):
+		return nil, fmt.Errorf("opsdash exited before serving: %v\n%s", s.err, s.log.String())
+	default:
+		s.stop()
+		return nil, fmt.Errorf("opsdash on %s: %w\n%s", s.addr, err, s.log.String())
+	}
+}
+
+// errExited: the process exited before it answered its health check.
+var errExited = errors.New("exited")
+
+// waitHealthy polls url until it answers 200, the process whose exit
+// closes done exits (errExited), ctx ends, or within passes.
+func waitHealthy(ctx context.Context, url string, done <-chan struct{}, within time.Duration) error {
+	deadline := time.Now().Add(within)
 	hc := &http.Client{Timeout: time.Second}
 	for {
-		resp, err := hc.Get("http://" + s.addr + "/healthz")
+		resp, err := hc.Get(url)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s, nil
+				return nil
 			}
 		}
 		select {
-		case <-s.done:
-			return nil, fmt.Errorf("opsdash exited before serving: %v\n%s", s.err, s.log.String())
+		case <-done:
+			return errExited
 		case <-ctx.Done():
-			s.stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("opsdash did not answer /healthz on %s within 15s\n%s", s.addr, s.log.String())
+			return fmt.Errorf("no answer from %s within %v", url, within)
 		}
 	}
 }

@@ -113,7 +113,7 @@ func newServeFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.Float64Var(&cfg.RequestRate, "request-rate", stream.DefaultRequestsPerSecond, "requests per second per connection (0 = no limit)")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", httpapi.DefaultHeartbeat, "WebSocket ping period; a silent client is closed after 2.5 times that")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", httpapi.DefaultWriteTimeout,
-		fmt.Sprintf("deadline for each write to a client; a WebSocket write stuck for between half of it and all of it is cut and the connection closed (%d)", stream.CloseWriteTimeout))
+		fmt.Sprintf("how long a client may leave the server's writes to it unsent (a full socket) before the connection is closed (%d)", stream.CloseWriteTimeout))
 	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", httpapi.DefaultHandshakeTimeout,
 		"deadline for a new connection's first byte, for reading a whole request (headers and body, a WebSocket upgrade) and for the TLS handshake")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", defaultDrainTimeout, "how long shutdown waits for connections to close; what is still open shortly before it runs out is closed")

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -50,6 +51,7 @@ type watchConfig struct {
 	AuthToken  string
 	Width      int
 	MaxBackoff time.Duration
+	MaxHz      float64 // subscribe's max_hz; 0: every value
 	Patterns   []string
 }
 
@@ -67,6 +69,7 @@ func watchMain(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	fs.StringVar(&cfg.AuthToken, "auth-token", "", "token sent as Authorization: Bearer (when the server has --auth-token)")
 	fs.IntVar(&cfg.Width, "width", 200, "cut readable lines to this many characters (0 = never)")
 	fs.DurationVar(&cfg.MaxBackoff, "max-backoff", 30*time.Second, "longest wait between reconnection attempts")
+	fs.Float64Var(&cfg.MaxHz, "max-hz", 0, "at most this many values per second per topic, the newest each time (0 = every value)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: opsdash watch [--server URL] [--json] PATTERN...\n\n"+
 			"Subscribes to topics matching each PATTERN (web-1.cpu, *.mem, web-1.>) and prints\n"+
@@ -127,6 +130,9 @@ func (c *watchConfig) validate() (string, error) {
 	}
 	if c.Width < 0 {
 		errs = append(errs, fmt.Errorf("--width must not be negative (got %d)", c.Width))
+	}
+	if c.MaxHz < 0 || math.IsInf(c.MaxHz, 0) || math.IsNaN(c.MaxHz) {
+		errs = append(errs, fmt.Errorf("--max-hz must be a positive number, or 0 for every value (got %v)", c.MaxHz))
 	}
 	if c.MaxBackoff <= 0 {
 		errs = append(errs, fmt.Errorf("--max-backoff must be positive (got %v)", c.MaxBackoff))
@@ -282,7 +288,7 @@ func (w *watcher) session(ctx context.Context) (subscribed bool, err error) {
 	}
 	w.instance = hello.Instance
 
-	sub, _ := json.Marshal(map[string]any{"type": "subscribe", "id": watchSubscribeID, "topics": w.cfg.Patterns})
+	sub, _ := json.Marshal(stream.Request{Type: stream.TypeSubscribe, ID: watchSubscribeID, Topics: w.cfg.Patterns, MaxHz: w.cfg.MaxHz})
 	_ = conn.SetWriteDeadline(time.Now().Add(watchHandshakeTimeout))
 	if err := conn.WriteMessage(websocket.TextMessage, sub); err != nil {
 		return false, fmt.Errorf("subscribing: %w", err)

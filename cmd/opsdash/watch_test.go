@@ -119,6 +119,22 @@ func TestWatchPrintsSnapshotAndLiveUpdates(t *testing.T) {
 	}
 }
 
+// TestWatchMaxHz: with --max-hz 0.5 the server sends the 1 Hz cpu topic
+// every other second at most, so watch reports the values it skipped.
+func TestWatchMaxHz(t *testing.T) {
+	base, _ := startServer(t)
+	w := startWatch(t, noEnv, "--server", base, "--max-hz", "0.5", "testhost.cpu")
+	eventually(t, "a line after skipped values", func() bool {
+		for _, l := range w.lines() {
+			if m := readableLine.FindStringSubmatch(l); m != nil && m[4] != "" {
+				return true
+			}
+		}
+		return false
+	})
+	cpuSeqs(t, w.lines())
+}
+
 func TestWatchJSONLinesAreUpdateFrames(t *testing.T) {
 	base, _ := startServer(t)
 	// Flags after the pattern work too; the server comes from the environment.
@@ -233,6 +249,7 @@ func TestWatchBadUsageExits2WithoutConnecting(t *testing.T) {
 		{"no host", []string{"--server", "http://", "x.cpu"}, "no host"},
 		{"unknown flag", []string{"--server", srv.URL, "--nope", "x.cpu"}, "nope"},
 		{"negative width", []string{"--server", srv.URL, "--width", "-1", "x.cpu"}, "--width"},
+		{"negative max-hz", []string{"--server", srv.URL, "--max-hz", "-1", "x.cpu"}, "--max-hz"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -73,8 +74,10 @@ func runBenchServer(mode string) {
 			var ms runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&ms)
-			fmt.Printf("%d conns, %d goroutines, heap in use %d KiB, stacks %d KiB, sys %d KiB\n",
-				srv.Conns(), runtime.NumGoroutine(), ms.HeapInuse>>10, ms.StackInuse>>10, ms.Sys>>10)
+			st := []metrics.Sample{{Name: "/gc/stack/starting-size:bytes"}}
+			metrics.Read(st)
+			fmt.Printf("%d conns, %d goroutines, heap in use %d KiB (idle %d KiB, released %d KiB), stacks %d KiB (new ones start at %d B), sys %d KiB\n",
+				srv.Conns(), runtime.NumGoroutine(), ms.HeapInuse>>10, ms.HeapIdle>>10, ms.HeapReleased>>10, ms.StackInuse>>10, st[0].Value.Uint64(), ms.Sys>>10)
 		case "load":
 			// "load HZ SECONDS": publish each of the 10 topics HZ times a
 			// second, staggered, for SECONDS; data carries the send time.

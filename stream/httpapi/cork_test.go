@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 )
 
 // writeCountingListener hands out TCP connections that count their Write
-// calls (each one is one write system call on the socket).
+// calls and the writes made on their file descriptor (sendConn's
+// non-blocking writes), each one write system call on the socket.
 type writeCountingListener struct {
 	net.Listener
 	writes atomic.Int64
@@ -32,6 +34,23 @@ type writeCountingConn struct {
 func (c *writeCountingConn) Write(p []byte) (int, error) {
 	c.n.Add(1)
 	return c.TCPConn.Write(p)
+}
+
+// SyscallConn counts what sendConn writes on the descriptor: one Control
+// call is one non-blocking write (a batch that fits the socket buffer).
+func (c *writeCountingConn) SyscallConn() (syscall.RawConn, error) {
+	rc, err := c.TCPConn.SyscallConn()
+	return countingRawConn{rc, c.n}, err
+}
+
+type countingRawConn struct {
+	syscall.RawConn
+	n *atomic.Int64
+}
+
+func (c countingRawConn) Control(f func(fd uintptr)) error {
+	c.n.Add(1)
+	return c.RawConn.Control(f)
 }
 
 func (l *writeCountingListener) Accept() (net.Conn, error) {

@@ -104,12 +104,13 @@ type Config struct {
 	// included. It is enforced by fasthttp's read timeout: FiberConfig
 	// sets it. Default 10 s.
 	HandshakeTimeout time.Duration
-	// WriteTimeout bounds every write to a WebSocket or SSE stream (one
-	// batch of frames). A WebSocket write stuck for it closes the connection
-	// (the session closes with 4008); to save a timer update per write, a
-	// WebSocket's deadline is moved only when less than half of it is left,
-	// so a stuck write is cut after between half of it and all of it.
-	// Default 10 s.
+	// WriteTimeout bounds how long a client may leave the server's writes
+	// unsent: a WebSocket whose socket stays full that long (sendconn.go),
+	// or an SSE stream whose write blocks that long, is closed (the session
+	// with 4008). Writes on a listener from WrapListener never block the
+	// server meanwhile. Without it, a WebSocket write blocks under a
+	// deadline moved only when less than half of it is left, so it is cut
+	// after between half of it and all of it. Default 10 s.
 	WriteTimeout time.Duration
 	// Heartbeat is the WebSocket ping period and the SSE comment period;
 	// a WebSocket that sends nothing (no pong, no frame) for 2.5 heartbeats
@@ -160,6 +161,12 @@ type Server struct {
 	conns   *connSet
 	wsPool  websocket.BufferPool // shared write buffers of every WebSocket
 	publish Secret               // PublishToken
+	// detachWS: Register made fasthttp keep hijacked connections open, so
+	// a WebSocket may outlive its upgrade handler (detach.go).
+	detachWS bool
+	// pinger pings the WebSockets (pinger.go), made on first use.
+	pingerOnce sync.Once
+	pinger     *pinger
 
 	statsMu sync.Mutex
 	closes  map[int]uint64    // WebSocket close codes the server sent
@@ -286,6 +293,7 @@ func (s *Server) answerDraining(c *fiber.Ctx) error {
 //	GET  /api/v1/topics/:topic one topic's latest value (?history=N)
 //	POST /api/v1/publish       publish API (404 unless PublishToken)
 func (s *Server) Register(r fiber.Router) {
+	s.keepHijacked(r) // detach.go
 	r.Get("/ws", s.checkOrigin, s.wsHandler())
 	r.Get("/sse", s.checkOrigin, s.handleSSE)
 	r.Get("/api/v1/topics", s.handleTopics)

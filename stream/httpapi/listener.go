@@ -85,13 +85,14 @@ func (l *listener) Accept() (net.Conn, error) {
 			_ = s.SetWriteBuffer(l.sndbuf)
 		}
 	}
+	sc := newSendConn(c) // blocking until a WebSocket session makes it not (sendconn.go)
 	if l.tls == nil {
-		return &corkConn{Conn: c}, nil
+		return &corkConn{Conn: sc}, nil
 	}
 	// No handshake here: it would stall the accept loop on one slow client.
 	// It runs in the connection's own goroutine (see tlsCorkConn).
-	tc := tls.Server(c, l.tls)
-	return &tlsCorkConn{corkConn: corkConn{Conn: tc, raw: c}, tls: tc}, nil
+	tc := tls.Server(sc, l.tls)
+	return &tlsCorkConn{corkConn: corkConn{Conn: tc, raw: sc}, tls: tc}, nil
 }
 
 // tlsCorkConn is a corkConn over TLS that fasthttp recognises as TLS.

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"math"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,8 +20,8 @@ import (
 // sseRetryMS is the reconnection delay suggested to EventSource clients.
 const sseRetryMS = 2000
 
-// handleSSE serves GET /sse?topics=a,b: the subscription of protocol v1 over
-// Server-Sent Events. Errors (bad or missing topics, limits, draining) are
+// handleSSE serves GET /sse?topics=a,b[&max_hz=N]: the subscription of
+// protocol v1 over Server-Sent Events (max_hz as in a subscribe request). Errors (bad or missing topics, limits, draining) are
 // JSON answers before the stream starts; after that the stream is the
 // snapshot followed by live updates and status changes, with comment lines
 // every heartbeat.
@@ -27,6 +29,10 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 	patterns, err := parseTopicsParam(c.Query("topics"))
 	if err != nil {
 		return WriteError(c, fiber.StatusBadRequest, stream.CodeInvalidTopic, err.Error())
+	}
+	maxHz, err := parseMaxHzParam(c.Query("max_hz"))
+	if err != nil {
+		return WriteError(c, fiber.StatusBadRequest, stream.CodeBadRequest, err.Error())
 	}
 	ip := s.cfg.ClientIP(c)
 	switch r := s.conns.admit(ip); r {
@@ -47,13 +53,13 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 		srv:   s,
 		ip:    ip,
 		nc:    fctx.Conn(),
-		reqs:  make(chan []stream.Frame),
-		res:   make(chan error, 1),
+		kick:  make(chan struct{}, 1),
+		taken: make(chan struct{}, 1),
 		done:  make(chan struct{}),
 		ended: make(chan struct{}),
 	}
 	sc.sess = s.reg.Open(sc, s.cfg.Session)
-	if err := sc.sess.Subscribe(patterns); err != nil {
+	if err := sc.sess.SubscribeMaxHz(patterns, maxHz); err != nil {
 		sc.sess.Close(closeNormal, "")
 		s.conns.release(ip)
 		code := stream.CodeInvalidTopic
@@ -104,38 +110,115 @@ func parseTopicsParam(q string) ([]string, error) {
 	return patterns, nil
 }
 
-// sseConn is the stream.Conn of one SSE stream. The session's writer hands
-// each batch to the stream-writer goroutine (run) through reqs and waits for
-// its result, so the bufio.Writer fasthttp gives run is only ever used by
-// run, which also writes the heartbeats.
+// parseMaxHzParam reads ?max_hz= (empty: no limit; else a positive number).
+func parseMaxHzParam(q string) (float64, error) {
+	if q == "" {
+		return 0, nil
+	}
+	hz, err := strconv.ParseFloat(q, 64)
+	if err != nil || !(hz > 0) || math.IsInf(hz, 0) {
+		return 0, errors.New(`query parameter "max_hz" must be a positive number`)
+	}
+	return hz, nil
+}
+
+// sseConn is the stream.Conn of one SSE stream. WriteFrames encodes the
+// events into out and leaves writing them to the stream-writer goroutine
+// (run), so the bufio.Writer fasthttp gives run is only ever used by run,
+// which also writes the heartbeats, and a flush loop never waits for an
+// SSE client: while run is still writing an earlier batch and another
+// waits in out, the session is parked (Backlogged, WaitWritable).
 type sseConn struct {
 	srv  *Server
 	ip   string
 	nc   net.Conn // the client's connection: write deadlines go here
 	sess *stream.Session
 
-	wmu   sync.Mutex // one WriteFrames at a time (res is shared)
-	reqs  chan []stream.Frame
-	res   chan error
+	mu    sync.Mutex
+	out   []byte        // events waiting for run
+	spare []byte        // run's last batch buffer, for reuse
+	busy  bool          // run is writing a batch
+	kick  chan struct{} // out has something for run
+	taken chan struct{} // run took out or finished a batch
 	done  chan struct{} // closed by Close: run returns
 	ended chan struct{} // closed when run has returned
 	once  sync.Once
 }
 
-var _ stream.Conn = (*sseConn)(nil)
+var _ stream.NonBlockingConn = (*sseConn)(nil)
 
-// WriteFrames hands the frames to the stream goroutine and waits until they
-// are flushed towards the client.
+// WriteFrames encodes the frames as events for the stream goroutine.
 func (sc *sseConn) WriteFrames(frames []stream.Frame) error {
-	sc.wmu.Lock()
-	defer sc.wmu.Unlock()
 	select {
-	case sc.reqs <- frames:
-		return <-sc.res
 	case <-sc.done:
 		return errClosed
 	case <-sc.ended:
 		return errClosed
+	default:
+	}
+	sc.mu.Lock()
+	for _, f := range frames {
+		sc.out = appendEvent(sc.out, f)
+	}
+	sc.mu.Unlock()
+	select {
+	case sc.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Backlogged implements stream.NonBlockingConn: events wait behind a batch
+// that is still being written.
+func (sc *sseConn) Backlogged() bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.busy && len(sc.out) > 0
+}
+
+// WaitWritable implements stream.NonBlockingConn: it waits until run has
+// taken the waiting events, at most the write timeout.
+func (sc *sseConn) WaitWritable() error {
+	timeout := time.NewTimer(sc.srv.cfg.WriteTimeout)
+	defer timeout.Stop()
+	for sc.Backlogged() {
+		select {
+		case <-sc.taken:
+		case <-sc.done:
+			return errClosed
+		case <-sc.ended:
+			return errClosed
+		case <-timeout.C:
+			return os.ErrDeadlineExceeded
+		}
+	}
+	return nil
+}
+
+// take hands run the waiting events (nil if none) and marks it busy.
+func (sc *sseConn) take() []byte {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	b := sc.out
+	if len(b) == 0 {
+		return nil
+	}
+	sc.out, sc.spare = sc.spare[:0], nil
+	sc.busy = true
+	return b
+}
+
+// written marks run's batch b written and keeps its buffer for reuse.
+func (sc *sseConn) written(b []byte) {
+	sc.mu.Lock()
+	sc.busy = false
+	if cap(b) <= 64<<10 {
+		sc.spare = b[:0]
+	}
+	sc.mu.Unlock()
+	select {
+	case sc.taken <- struct{}{}:
+	default:
 	}
 }
 
@@ -179,12 +262,14 @@ func (sc *sseConn) run(w *bufio.Writer) {
 	defer hb.Stop()
 	for {
 		select {
-		case frames := <-sc.reqs:
-			for _, f := range frames {
-				writeEvent(w, f)
+		case <-sc.kick:
+			b := sc.take()
+			if b == nil {
+				continue
 			}
+			w.Write(b)
 			err := sc.flush(w)
-			sc.res <- err
+			sc.written(b)
 			if err != nil {
 				return
 			}
@@ -210,19 +295,20 @@ func (sc *sseConn) flush(w *bufio.Writer) error {
 	return w.Flush()
 }
 
-// writeEvent writes one frame as an SSE event: updates as "event: update"
-// with "id: <topic>:<seq>", status changes as "event: status", anything
-// else as the frame's own type. data is the WebSocket frame's JSON.
-func writeEvent(w *bufio.Writer, f stream.Frame) {
+// appendEvent appends one frame as an SSE event: updates as "event:
+// update" with "id: <topic>:<seq>", status changes as "event: status",
+// anything else as the frame's own type. data is the WebSocket frame's
+// JSON.
+func appendEvent(w []byte, f stream.Frame) []byte {
 	switch f.Type {
 	case "update":
-		w.WriteString("event: update\nid: ")
-		w.WriteString(f.Topic)
-		w.WriteByte(':')
-		w.WriteString(strconv.FormatUint(f.Seq, 10))
-		w.WriteByte('\n')
+		w = append(w, "event: update\nid: "...)
+		w = append(w, f.Topic...)
+		w = append(w, ':')
+		w = strconv.AppendUint(w, f.Seq, 10)
+		w = append(w, '\n')
 	case "status":
-		w.WriteString("event: status\n")
+		w = append(w, "event: status\n"...)
 	}
 	// Encoded JSON has no raw newlines; should one ever appear, each line
 	// goes on its own data: line, which the client joins back with "\n".
@@ -232,12 +318,12 @@ func writeEvent(w *bufio.Writer, f stream.Frame) {
 		if i < 0 {
 			break
 		}
-		w.WriteString("data: ")
-		w.Write(data[:i])
-		w.WriteByte('\n')
+		w = append(w, "data: "...)
+		w = append(w, data[:i]...)
+		w = append(w, '\n')
 		data = data[i+1:]
 	}
-	w.WriteString("data: ")
-	w.Write(data)
-	w.WriteString("\n\n")
+	w = append(w, "data: "...)
+	w = append(w, data...)
+	return append(w, "\n\n"...)
 }

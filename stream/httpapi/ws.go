@@ -18,11 +18,13 @@ import (
 )
 
 // Sizes of the WebSocket's own buffers. Requests are small JSON objects and
-// the read buffer is held for the connection's lifetime, so it is small; the
-// write buffer comes from a pool shared by every connection and is held only
-// while a message is being written (frames are corked below it anyway).
+// the read buffer is held for the connection's lifetime, so it is as small
+// as the library allows (a control frame's 125-byte payload must fit; a
+// larger request takes a few reads); the write buffer comes from a pool
+// shared by every connection and is held only while a message is being
+// written (frames are corked below it anyway).
 const (
-	wsReadBufferSize  = 512
+	wsReadBufferSize  = 128
 	wsWriteBufferSize = 4096
 )
 
@@ -82,16 +84,38 @@ func (s *Server) wsHandler() fiber.Handler {
 	}
 }
 
-// serveWS runs one upgraded connection: limits, session, read loop. It
-// returns only when the connection is closed and no goroutine of this
-// package will touch it again (fasthttp recycles it right after).
+// serveWS takes one upgraded connection. When it can, it runs the
+// connection on a goroutine of its own and returns at once, so that what
+// the upgrade held for the connection's life goes (detach.go); otherwise it
+// runs it here.
 func (s *Server) serveWS(c *wsfiber.Conn) {
 	ip, _ := c.Locals(localClientIP).(string)
 	ws := c.Conn
+	s.runWS(ws, ip, s.detachWS && detachable(ws.NetConn()))
+}
+
+// runWS runs one upgraded connection: limits, session, then the read loop,
+// on a goroutine of its own when detach is set (detach.go). It returns
+// when the connection is closed and no goroutine of this package will
+// touch it again, or, detached, once the read loop has started.
+func (s *Server) runWS(ws *websocket.Conn, ip string, detach bool) {
 	wc := newWSConn(s, ws)
 	wc.ip = ip
-	defer wc.finish()
+	if !s.openWS(wc) {
+		wc.finish()
+		return
+	}
+	if detach {
+		go s.serveDetached(wc)
+		return
+	}
+	s.serveOpened(wc)
+}
 
+// openWS admits the connection and opens its session (hello queued). On
+// a refusal it closes the connection and returns false.
+func (s *Server) openWS(wc *wsConn) bool {
+	ip := wc.ip
 	if r := s.conns.admit(ip); r != refuseNone {
 		s.countRefused(r.String())
 		code, reason := closeTryLater, "server at connection capacity"
@@ -102,20 +126,25 @@ func (s *Server) serveWS(c *wsfiber.Conn) {
 			code, reason = closeGoingAway, "server going away"
 		}
 		_ = wc.Close(code, reason)
-		return
+		return false
 	}
-	defer s.conns.release(ip)
-
 	wc.sess = s.reg.Open(wc, s.cfg.Session)
 	if !s.conns.add(wc, false) { // Drain started since admit
 		wc.shutdown(closeGoingAway, "server going away")
-		return
+		s.conns.release(ip)
+		return false
 	}
-	defer s.conns.remove(wc, false)
 	s.opened.Add(1)
 	s.log.Debug("websocket opened", "session", wc.sess.ID(), "client_ip", ip)
-
 	wc.sess.Hello()
+	return true
+}
+
+// serveOpened runs the read loop of an opened connection and ends it.
+func (s *Server) serveOpened(wc *wsConn) {
+	defer wc.finish()
+	defer s.conns.release(wc.ip)
+	defer s.conns.remove(wc, false)
 	code, reason := s.readLoop(wc)
 	wc.shutdown(code, reason)
 }
@@ -216,6 +245,9 @@ type wsConn struct {
 	ws   *websocket.Conn
 	nc   net.Conn // the connection under fasthttp's hijack wrapper: Close must reach it
 	cork corker   // nil when the listener was not wrapped by WrapListener
+	// send is the socket's non-blocking write end (sendconn.go); nil when
+	// the listener was not wrapped, and writes then block under a deadline.
+	send *sendConn
 	sess *stream.Session
 	ip   string // client IP, for logs
 
@@ -226,28 +258,41 @@ type wsConn struct {
 	dead bool
 
 	wmu      sync.Mutex // serializes WriteFrames (corking is per connection)
-	deadline time.Time  // write deadline of WriteFrames (guarded by wmu), see nextWriteDeadline
-	// inflight is the deadline (Unix ns) of the WriteFrames call under
-	// way, 0 between calls: a ping must not push it further (pingDeadline).
+	deadline time.Time  // blocking writes only: write deadline of WriteFrames (guarded by wmu), see nextWriteDeadline
+	// inflight is the deadline (Unix ns) of a blocking WriteFrames call
+	// under way, 0 between calls: a ping must not push it further
+	// (pingDeadline).
 	inflight  atomic.Int64
 	closeOnce sync.Once
-	hb        *time.Timer
+	hb        *time.Timer // blocking writes only; else the pinger pings
+	// pingSlot and pingIndex place the connection in the pinger (-1: not
+	// in it); guarded by the pinger's mutex.
+	pingSlot, pingIndex int
 }
 
-var _ stream.Conn = (*wsConn)(nil)
+var _ stream.NonBlockingConn = (*wsConn)(nil)
+
+// sendBacked is a corking connection over a sendConn.
+type sendBacked interface{ sender() *sendConn }
 
 func newWSConn(s *Server, ws *websocket.Conn) *wsConn {
 	nc := underlying(ws.NetConn())
-	wc := &wsConn{srv: s, ws: ws, nc: nc}
+	wc := &wsConn{srv: s, ws: ws, nc: nc, pingSlot: -1}
 	if ck, ok := nc.(corker); ok {
 		wc.cork = ck
+	}
+	if sb, ok := nc.(sendBacked); ok {
+		if sc := sb.sender(); sc != nil && sc.setNonBlocking() {
+			wc.send = sc
+		}
 	}
 	return wc
 }
 
 // WriteFrames writes each frame as its own text message, corked so that the
-// batch leaves in one write system call, under one write deadline (see
-// nextWriteDeadline).
+// batch leaves in one write system call. Over a sendConn it never waits for
+// the client (what the socket does not take is kept: Backlogged);
+// otherwise it blocks under one write deadline (see nextWriteDeadline).
 func (w *wsConn) WriteFrames(frames []stream.Frame) error {
 	w.life.RLock()
 	defer w.life.RUnlock()
@@ -256,6 +301,9 @@ func (w *wsConn) WriteFrames(frames []stream.Frame) error {
 	}
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
+	if w.send != nil {
+		return w.writeCorked(frames)
+	}
 	if d, moved := nextWriteDeadline(w.deadline, time.Now(), w.srv.cfg.WriteTimeout); moved {
 		w.deadline = d
 		// The library keeps it and sets it on the socket before each frame;
@@ -266,8 +314,13 @@ func (w *wsConn) WriteFrames(frames []stream.Frame) error {
 	}
 	w.inflight.Store(w.deadline.UnixNano())
 	defer w.inflight.Store(0)
-	// Corked even for one frame: the library writes a frame larger than its
-	// write buffer as two writes (header and buffered part, then the rest).
+	return w.writeCorked(frames)
+}
+
+// writeCorked writes the frames between Cork and Uncork. Corked even for
+// one frame: the library writes a frame larger than its write buffer as
+// two writes (header and buffered part, then the rest).
+func (w *wsConn) writeCorked(frames []stream.Frame) error {
 	if w.cork != nil {
 		w.cork.Cork()
 	}
@@ -283,6 +336,20 @@ func (w *wsConn) WriteFrames(frames []stream.Frame) error {
 		}
 	}
 	return err
+}
+
+// Backlogged implements stream.NonBlockingConn: bytes wait for the socket.
+func (w *wsConn) Backlogged() bool { return w.send != nil && w.send.backlogged() }
+
+// WaitWritable implements stream.NonBlockingConn: it waits until the
+// client has taken the kept bytes, at most the write timeout.
+func (w *wsConn) WaitWritable() error {
+	w.life.RLock()
+	defer w.life.RUnlock()
+	if w.dead || w.send == nil {
+		return errClosed
+	}
+	return w.send.flush(time.Now().Add(w.srv.cfg.WriteTimeout))
 }
 
 // nextWriteDeadline returns the deadline of a write that starts at now,
@@ -357,12 +424,18 @@ func pingDeadline(now time.Time, timeout time.Duration, inflight int64) time.Tim
 	return d
 }
 
-// startHeartbeat sends a ping frame every period from a timer rather than a
-// goroutine of its own, so an idle connection costs no extra stack.
+// startHeartbeat sends a ping frame every period: from the Server's shared
+// pinger when writes never block (pinger.go), else from a timer of the
+// connection's own rather than a goroutine, so an idle connection costs no
+// extra stack.
 func (w *wsConn) startHeartbeat(period time.Duration) {
 	w.life.Lock()
 	defer w.life.Unlock()
 	if w.dead {
+		return
+	}
+	if w.send != nil {
+		w.srv.pingerFor(period).add(w)
 		return
 	}
 	w.hb = time.AfterFunc(period, func() { w.ping(period) })
@@ -375,6 +448,12 @@ func (w *wsConn) ping(period time.Duration) {
 		return
 	}
 	err := w.ws.WriteControl(websocket.PingMessage, nil, pingDeadline(time.Now(), w.srv.cfg.WriteTimeout, w.inflight.Load()))
+	if err == nil && w.send != nil && w.send.backlogged() {
+		// The ping is kept behind unsent bytes: see it out (a parked
+		// session's own wait does the same; one of them waits for the
+		// other), so that a client that reads again gets it.
+		err = w.send.flush(time.Now().Add(w.srv.cfg.WriteTimeout))
+	}
 	if err == nil {
 		w.hb.Reset(period)
 	}
@@ -399,6 +478,9 @@ func (w *wsConn) finish() {
 	w.dead = true
 	if w.hb != nil {
 		w.hb.Stop()
+	}
+	if w.pingSlot >= 0 {
+		w.srv.pinger.remove(w)
 	}
 }
 

@@ -285,7 +285,7 @@ func newStreamCollector(regStats func() stream.Stats, apiStats func() httpapi.St
 				func(r *rs, _ *as) float64 { return float64(r.ReplyQueueBytes) }),
 			gauge("opsdash_sessions_reading_paused", "Sessions whose requests are not read because their reply queue is full (the client does not read).",
 				func(r *rs, _ *as) float64 { return float64(r.ReadingPaused) }),
-			gauge("opsdash_writers", "Writer goroutines running (sessions with something to write).",
+			gauge("opsdash_writers", "Sessions with something to write (queued on a flush loop, writing, in their window or parked on a full socket).",
 				func(r *rs, _ *as) float64 { return float64(r.Writers) }),
 			counter("opsdash_write_batches_total", "Successful batched writes (one per Conn.WriteFrames call).",
 				func(r *rs, _ *as) float64 { return float64(r.WriteBatches) }),
