@@ -2,6 +2,7 @@ package stream
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -167,6 +168,11 @@ func compareSeq(a, b uint64) int {
 	}
 	return 0
 }
+
+// ErrUnavailable means a forwarded publish (ForwardPublished) could not be
+// stored because the store behind it is unreachable: the publish API
+// answers 503, and the client may retry.
+var ErrUnavailable = errors.New("unavailable")
 
 // ForwardPublished makes the publish API hand each checked value to f
 // instead of storing it here: in a fleet, f publishes it through NATS so

@@ -169,6 +169,9 @@ func publishErrorStatus(err error) (int, string) {
 		return fiber.StatusRequestEntityTooLarge, "payload_too_large"
 	case errors.Is(err, stream.ErrInvalidData):
 		return fiber.StatusBadRequest, stream.CodeBadRequest
+	case errors.Is(err, stream.ErrUnavailable):
+		// A fleet replica whose NATS is away: the request was fine.
+		return fiber.StatusServiceUnavailable, "unavailable"
 	}
 	return fiber.StatusBadRequest, stream.CodeBadRequest
 }

@@ -167,6 +167,9 @@ func TestReplicaDetectsARecreatedStoreOnReconnect(t *testing.T) {
 	if r.NotReady() != "NATS unreachable" {
 		t.Errorf("NotReady() = %q", r.NotReady())
 	}
+	if err := reg.PublishJSON("billing.orders", time.Time{}, json.RawMessage(`{"n":1}`)); !errors.Is(err, stream.ErrUnavailable) {
+		t.Errorf("publish API with NATS away: %v, want ErrUnavailable (503)", err)
+	}
 	r.checkLiveness(time.Now().Add(FeedLostAfter + time.Second))
 	if st, _ := reg.Topic("web-1.cpu", 0); st.Status != stream.StatusFailing || !strings.Contains(st.Error, "live feed lost") {
 		t.Errorf("after the loss web-1.cpu is %s %q, want failing: live feed lost", st.Status, st.Error)

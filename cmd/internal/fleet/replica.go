@@ -419,7 +419,7 @@ const publishAttempts = 30
 // never hand out one seq twice; the loser retries with the next.
 func (r *Replica) forward(topic string, ts time.Time, data json.RawMessage) error {
 	if r.nc == nil || !r.nc.IsConnected() {
-		return errors.New("the fleet's NATS is unreachable; try again")
+		return fmt.Errorf("%w: the fleet's NATS is unreachable; try again", stream.ErrUnavailable)
 	}
 	subject := PublishedPrefix + topic
 	ctx, cancel := context.WithTimeout(context.Background(), 2*requestTimeout)
@@ -430,7 +430,7 @@ func (r *Replica) forward(topic string, ts time.Time, data json.RawMessage) erro
 		}
 		streamSeq, last, _, err := directLast(r.nc, subject)
 		if err != nil {
-			return fmt.Errorf("the fleet's store: %w", err)
+			return fmt.Errorf("%w: the fleet's store: %w", stream.ErrUnavailable, err)
 		}
 		seq := last + 1
 		m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
@@ -443,12 +443,12 @@ func (r *Replica) forward(topic string, ts time.Time, data json.RawMessage) erro
 			continue // another replica published this topic meanwhile
 		}
 		if err != nil {
-			return fmt.Errorf("the fleet's store: %w", err)
+			return fmt.Errorf("%w: the fleet's store: %w", stream.ErrUnavailable, err)
 		}
 		// Shown here at once; the same value coming back through the
 		// consumer is then a stale seq and ignored.
 		r.reg.PublishAt(stream.Sequenced{Topic: topic, Seq: seq, TS: ts.UnixMilli(), Data: data, Published: true})
 		return nil
 	}
-	return errors.New("the fleet's store: too many concurrent publishers of this topic; try again")
+	return fmt.Errorf("%w: the fleet's store: too many concurrent publishers of this topic; try again", stream.ErrUnavailable)
 }
