@@ -173,7 +173,7 @@ func (r *Registry) publish(name string, ts time.Time, data []byte, api bool, b *
 	if t.published {
 		histBytes = r.cfg.PublishedHistoryBytes
 	}
-	t.hist.push(HistoryEntry{Seq: t.seq, TS: tsMS, Data: data}, r.cfg.HistoryLen, histBytes)
+	t.hist.push(HistoryEntry{Seq: t.seq, TS: tsMS, Data: data}, t.historyLen(r.cfg.HistoryLen), histBytes)
 	seq, frame := t.seq, t.frame
 	subs := t.subscribersLocked()
 	r.mu.Unlock()

@@ -70,6 +70,7 @@ type serveConfig struct {
 	Auth             authConfig
 	TLS              tlsConfig
 	Metrics          metricsConfig
+	Workloads        workloadsConfig
 
 	publishTokenFromFile bool             // PublishToken was read from PublishTokenFile
 	proxies              clientip.Proxies // TrustedProxies, parsed by validate
@@ -117,6 +118,7 @@ func newServeFlags(cfg *serveConfig) *flag.FlagSet {
 	cfg.Auth.register(fs)
 	cfg.TLS.register(fs)
 	cfg.Metrics.register(fs)
+	cfg.Workloads.register(fs)
 	return fs
 }
 
@@ -171,6 +173,7 @@ func (c *serveConfig) validate() error {
 		errs = append(errs, fmt.Errorf("--trusted-proxies %w", err))
 	}
 	errs = append(errs, c.Metrics.validate(c.Auth.Token)...)
+	errs = append(errs, c.Workloads.validate()...)
 	for _, p := range c.NetInclude {
 		if _, err := path.Match(p, ""); err != nil {
 			errs = append(errs, fmt.Errorf("--net-include %q: %v", p, err))

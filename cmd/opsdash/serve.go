@@ -95,7 +95,9 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		Logger:        log,
 		WriteObserver: met.ObserveWrite,
 	})
-	set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: hostRoot, NetInclude: cfg.NetInclude, Intervals: cfg.Intervals, Logger: log})
+	set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: hostRoot, NetInclude: cfg.NetInclude, Intervals: cfg.Intervals, Logger: log,
+		Workloads: cfg.Workloads.collectors()})
+	collectors.UseRuntimeTopics(set, reg) // one topic per workload, declared and removed as they come and go
 	sched := collectors.NewScheduler(collectors.SchedulerConfig{Sink: reg, Logger: log, Observer: met.CollectorObserver()}, set...)
 	reg.OnDemand(sched.SetDemand)
 
@@ -112,6 +114,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		Heartbeat:      cfg.Heartbeat,
 		ClientIP:       proxies.ClientIP,
 		TrustedProxy:   proxies.TrustedPeer(),
+		Culprits:       culpritSource(set),
 		Session: stream.SessionConfig{
 			Heartbeat:         cfg.Heartbeat,
 			MaxSubscriptions:  limitFlag(cfg.MaxSubs),
