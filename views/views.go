@@ -143,6 +143,9 @@ type Dashboard struct {
 	ProcLimit int
 	// Charts by ID: cpu, mem, net, disk.
 	Charts map[string]*Chart
+	// WorkloadsBy is the Workloads card's order, "cpu" or "mem"
+	// (WithWorkloadsSort, workloads.go).
+	WorkloadsBy string
 
 	topics map[string]*TopicView
 }
@@ -156,7 +159,7 @@ func (d Dashboard) T(suffix string) *TopicView {
 // dashboardTopics are the host's topics the dashboard shows, by suffix.
 var dashboardTopics = []string{
 	"host", "cpu", "cpu.cores", "mem", "swap", "load", "disk.usage", "disk.io",
-	"net.io", "net.conns", "sensors.temp", "cgroup", "proc.top",
+	"net.io", "net.conns", "sensors.temp", "cgroup", "proc.top", "workloads",
 }
 
 // chartDefs are the dashboard's charts; Fill completes them from history.
