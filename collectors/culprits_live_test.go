@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/opsdash/opsdash/collectors"
+	"github.com/opsdash/opsdash/collectors/cgrouptest"
 )
 
 // A process the test starts spikes the CPU: for every second it runs, the
@@ -25,13 +26,13 @@ func TestCulpritsNameTheSpike(t *testing.T) {
 	v2, v1 := collectors.CgroupMounts()
 	var place func(int) error
 	workload := ""
-	if cg, err := openTestCgroups(t); err != nil {
+	if cg, err := cgrouptest.Open(t); err != nil {
 		t.Logf("process culprits only: %v", err)
 	} else {
-		rel := "docker/" + randHex(32)
-		cg.create(rel) // before the sampler's first walk of the tree
-		place, workload = cg.place(rel), collectors.WorkloadIDOf(cg.path(rel))
-		v2, v1 = cg.tree()
+		rel := "docker/" + cgrouptest.RandHex(32)
+		cg.Create(rel) // before the sampler's first walk of the tree
+		place, workload = cg.Place(rel), workloadID(cg.Path(rel))
+		v2, v1 = cg.Tree()
 	}
 	s, closeSampler := collectors.NewCulpritsOn(collectors.Config{HostID: "live"}, time.Second, v2, v1)
 	defer closeSampler()
@@ -127,7 +128,7 @@ func fillProcesses(b *testing.B, n int) int {
 func fakeWorkloads(b *testing.B, n int) (v2 string, v1 map[string]string, made int) {
 	b.Helper()
 	v2, v1 = collectors.CgroupMounts()
-	cg, err := openTestCgroups(b)
+	cg, err := cgrouptest.Open(b)
 	if err != nil {
 		b.Logf("no fake workloads: %v", err)
 		return v2, v1, 0
@@ -140,18 +141,18 @@ func fakeWorkloads(b *testing.B, n int) (v2 string, v1 map[string]string, made i
 		}
 	})
 	for range n {
-		rel := "docker/" + randHex(32)
-		cg.create(rel)
+		rel := "docker/" + cgrouptest.RandHex(32)
+		cg.Create(rel)
 		c := exec.Command("sleep", "3600")
 		if err := c.Start(); err != nil {
 			b.Fatal(err)
 		}
 		cmds = append(cmds, c)
-		if err := cg.place(rel)(c.Process.Pid); err != nil {
+		if err := cg.Place(rel)(c.Process.Pid); err != nil {
 			b.Fatal(err)
 		}
 	}
-	v2, v1 = cg.tree()
+	v2, v1 = cg.Tree()
 	return v2, v1, n
 }
 

@@ -433,6 +433,17 @@ func classifyCgroupPath(p string) (workloadKey, bool) {
 	return workloadKey{}, false
 }
 
+// WorkloadID returns the id of the workload a process whose cgroup path is
+// p (as /proc/<pid>/cgroup shows it) runs in, as the workloads collector
+// and the culprit sampler name it; false when p is in no workload.
+func WorkloadID(p string) (string, bool) {
+	k, ok := classifyCgroupPath(p)
+	if !ok {
+		return "", false
+	}
+	return workloadID(k), true
+}
+
 // Workload ids: the token of a workload's topic, <host>.workload.<id>.
 // They are short, made of [a-z0-9_-], stable (the same workload gets the
 // same id whenever it is seen, by the collector and the culprit sampler

@@ -36,12 +36,3 @@ func NewCulpritsOn(cfg Config, every time.Duration, v2 string, v1 map[string]str
 
 // HeldFDs is how many file descriptors a sampler keeps open.
 func (c *CulpritSampler) HeldFDs() int { return c.fds.count() }
-
-// WorkloadIDOf is the id of the workload at cgroup path p ("" for none).
-func WorkloadIDOf(p string) string {
-	k, ok := classifyCgroupPath(p)
-	if !ok {
-		return ""
-	}
-	return workloadID(k)
-}

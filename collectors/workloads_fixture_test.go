@@ -397,7 +397,7 @@ func TestWorkloadIDs(t *testing.T) {
 		"/init.scope": "",
 		"/":           "",
 	} {
-		got := collectors.WorkloadIDOf(path)
+		got := workloadID(path)
 		if strings.HasSuffix(want, "_") {
 			if !strings.HasPrefix(got, want) || len(got) != len(want)+10 {
 				t.Errorf("%s: id %q, want %q and 10 hex digits", path, got, want)
@@ -408,4 +408,10 @@ func TestWorkloadIDs(t *testing.T) {
 			t.Errorf("%s: id %q, want %q", path, got, want)
 		}
 	}
+}
+
+// workloadID is collectors.WorkloadID, "" for none.
+func workloadID(p string) string {
+	id, _ := collectors.WorkloadID(p)
+	return id
 }

@@ -660,7 +660,12 @@
     box.appendChild(ul);
   }
 
-  if (body.getAttribute('data-page') === 'dashboard') charts.forEach(function (c) {
+  // initCulprits hooks the dashboard's charts (after initCharts).
+  function initCulprits() {
+    if (body.getAttribute('data-page') === 'dashboard') charts.forEach(hookCulprits);
+  }
+
+  function hookCulprits(c) {
     var kind = c.el.getAttribute('data-chart');
     if (!CULPRIT_LISTS[kind]) return;
     var fig = c.el.parentElement;
@@ -709,11 +714,12 @@
       box.hidden = true;
       asked = 0;
     });
-  });
+  }
 
   // ---- start
 
   initCharts();
+  initCulprits();
   // A card the server already judged stale (its value older than 3 intervals
   // by the server's clock) stays stale until a value arrives.
   var served = $$('[data-topic][data-state="stale"]');
