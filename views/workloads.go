@@ -2,7 +2,6 @@ package views
 
 import (
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/opsdash/opsdash/stream"
@@ -134,20 +133,18 @@ func NewWorkloadPage(src Source, cache *SeriesCache, id string, now time.Time) W
 	return p
 }
 
-// Label describes the workload in a few words: "pod shop/web-5d9c7",
-// "docker web (nginx:1.27)".
+// Label describes the workload beside its name: its kind, namespace and
+// image ("pod in shop", "docker · nginx:1.27").
 func (p WorkloadPage) Label() string {
 	t := p.Topic
-	parts := []string{t.Str("kind")}
-	name := t.Str("name")
+	label := t.Str("kind")
 	if ns := t.Str("namespace"); ns != "" {
-		name = ns + "/" + name
+		label += " in " + ns
 	}
-	parts = append(parts, name)
 	if img := t.Str("image"); img != "" {
-		parts = append(parts, "("+img+")")
+		label += " · " + img
 	}
-	return strings.Join(parts, " ")
+	return label
 }
 
 // StateWords is a workload state for people.

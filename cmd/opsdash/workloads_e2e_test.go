@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -131,6 +134,8 @@ func TestBrowserWorkloadsAndCulprits(t *testing.T) {
 	if text := eval[string](t, ctx, item+`.textContent`); !strings.HasPrefix(text, fmt.Sprintf("opsdash-spike (pid %d", spike.Pid)) {
 		t.Errorf("the chart names %q", text)
 	}
+	shots := screenshotDir(t)
+	shoot(t, ctx, filepath.Join(shots, "culprits.png"))
 	if workload != "" {
 		wl := `document.querySelector('[data-culprits=cpu] li[data-workload="` + workload + `"]')`
 		waitJS(t, ctx, "its workload", wl)
@@ -145,9 +150,36 @@ func TestBrowserWorkloadsAndCulprits(t *testing.T) {
 		}
 		waitJS(t, ctx, "live", liveState)
 		waitJS(t, ctx, "its CPU chart", `document.querySelector('[data-chart=cpu] polyline').getAttribute('points') !== ''`)
+		shoot(t, ctx, filepath.Join(shots, "workload.png"))
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Reload()); err != nil {
+			t.Fatal(err)
+		}
+		if over := eval[int](t, ctx, `document.documentElement.scrollWidth - window.innerWidth`); over > 0 {
+			t.Errorf("the workload page is %d px wider than a phone", over)
+		}
 	}
 	if p := b.problems(); len(p) > 0 {
 		b.logConsole(t)
 		t.Errorf("browser problems: %q", p)
+	}
+}
+
+// screenshotDir is $OPSDASH_SCREENSHOTS, or a temporary directory.
+func screenshotDir(t *testing.T) string {
+	if dir := os.Getenv("OPSDASH_SCREENSHOTS"); dir != "" {
+		return dir
+	}
+	return t.TempDir()
+}
+
+// shoot saves the whole page the tab shows.
+func shoot(t *testing.T, ctx context.Context, file string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, png, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
