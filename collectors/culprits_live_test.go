@@ -207,3 +207,53 @@ func BenchmarkCulpritsOnce(b *testing.B) {
 		}
 	}
 }
+
+// A process the test starts writes to disk (direct I/O, so the bytes are
+// counted when written, not when the page cache is flushed): proc.top
+// lists it by I/O, and the culprit sampler names it among the second's top
+// I/O. Its /proc/<pid>/io is readable because it runs as the test's user.
+func TestProcessIO(t *testing.T) {
+	out := t.TempDir() + "/written"
+	dd := cgrouptest.Named(t, "opsdash-dd", "/bin/dd", "if=/dev/zero", "of="+out, "bs=4k", "count=25000", "oflag=direct")
+	if err := dd.Start(); err != nil {
+		t.Skipf("cannot start dd: %v", err)
+	}
+	t.Cleanup(func() { _ = dd.Process.Kill(); _ = dd.Wait() })
+	pid := dd.Process.Pid
+
+	top := collectors.NewProcTop(liveCfg)
+	s, closeSampler := collectors.NewCulpritsOn(liveCfg, time.Second, "", nil)
+	defer closeSampler()
+	ctx := context.Background()
+	if _, err := s.Collect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var inTop, inCulprits bool
+	deadline := time.Now().Add(liveDeadline)
+	for !(inTop && inCulprits) {
+		if time.Now().After(deadline) {
+			t.Fatalf("dd (%d) writing: in proc.top by_io %v, in the culprits' I/O %v", pid, inTop, inCulprits)
+		}
+		time.Sleep(500 * time.Millisecond) // a measurement window, not synchronisation
+		d := collectOne(t, top, "live.proc.top").Data.(collectors.ProcTop)
+		if d.IOReadable < 1 {
+			t.Fatalf("io_readable %d: not even the test's own processes", d.IOReadable)
+		}
+		for _, p := range d.ByIO {
+			if p.PID == pid && p.IOWriteBytesPerS != nil && *p.IOWriteBytesPerS > 0 && *p.IOBytesPerS >= *p.IOWriteBytesPerS {
+				inTop = true
+			}
+		}
+		samples, err := s.Collect(ctx)
+		if err != nil || len(samples) != 1 {
+			t.Fatalf("culprits: %v, %v", samples, err)
+		}
+		var c collectors.CulpritsData
+		if err := json.Unmarshal(samples[0].Data.(json.RawMessage), &c); err != nil {
+			t.Fatal(err)
+		}
+		inCulprits = inCulprits || slices.ContainsFunc(c.Procs.IO, func(p collectors.CulpritProcess) bool {
+			return p.PID == pid && p.Name == "opsdash-dd" && p.IOBytesPerS != nil && *p.IOBytesPerS > 0
+		})
+	}
+}

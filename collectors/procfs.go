@@ -29,6 +29,9 @@ type procStat struct {
 	start    uint64 // starttime, clock ticks after boot
 	rssPages uint64
 	cores    float64 // CPU use, in cores
+
+	ioRead, ioWrite float64 // block I/O, bytes per second (proc.top)
+	ioOK            bool    // the I/O rates are known
 }
 
 func (p *procStat) name() string { return string(p.comm[:p.commLen]) }

@@ -82,53 +82,46 @@ type WorkloadsData struct {
 	Workloads []WorkloadRow `json:"workloads"`
 }
 
-// WorkloadRow is one workload as the table shows it. Rates are averages
-// since the previous sample; pointer fields are null where the kernel
-// does not say (no limit, controller not enabled, no network namespace of
-// its own).
+// WorkloadRow is one workload as the table shows it: what the dashboard's
+// card needs, kept short because the table holds every workload (the rest
+// is in the workload's own topic). Rates are averages since the previous
+// sample; pointer fields are null where they do not apply (no limit).
 type WorkloadRow struct {
-	// ID is the workload's short id, the last token of its topic.
+	// ID is the workload's short id: its topic is <host>.workload.<id>.
 	ID string `json:"id"`
-	// Topic is its own topic, <host>.workload.<id>.
-	Topic string `json:"topic"`
 	// Kind is docker, podman, containerd, cri-o, pod or service.
 	Kind string `json:"kind"`
 	// Name is the container's, pod's or unit's name, or the short id
-	// when no readable source names it (NameSource says which).
-	Name       string `json:"name"`
-	NameSource string `json:"name_source"`
+	// when no readable source names it (see name_source).
+	Name string `json:"name"`
 	// Namespace is a pod's Kubernetes namespace.
 	Namespace string `json:"namespace"`
-	// Image is the container's image, where the runtime says.
-	Image string `json:"image"`
 	// State is running, stopped (its cgroup is gone or empty), or
 	// oom_killed (stopped, with OOM kills in its last reading).
 	State string `json:"state"`
-	// StoppedForS is how long ago it stopped; null while running.
-	StoppedForS *float64 `json:"stopped_for_s"`
 	// OOMKills counts processes the kernel's OOM killer killed in it.
 	OOMKills uint64 `json:"oom_kills"`
 
-	CPUCores        float64  `json:"cpu_cores"`
-	CPULimitCores   *float64 `json:"cpu_limit_cores"`
-	CPUUsedPct      *float64 `json:"cpu_used_pct"`      // of the limit
-	CPUThrottledPct *float64 `json:"cpu_throttled_pct"` // of enforcement periods
+	CPUCores      float64  `json:"cpu_cores"`
+	CPULimitCores *float64 `json:"cpu_limit_cores"`
+	CPUUsedPct    *float64 `json:"cpu_used_pct"` // of the limit
 
 	MemBytes      uint64   `json:"mem_bytes"`
 	MemLimitBytes *uint64  `json:"mem_limit_bytes"`
 	MemUsedPct    *float64 `json:"mem_used_pct"` // working set of the limit
-
-	Pids *uint64 `json:"pids"`
-
-	IOReadBytesPerS  *float64 `json:"io_read_bytes_per_s"`
-	IOWriteBytesPerS *float64 `json:"io_write_bytes_per_s"`
-	NetRxBytesPerS   *float64 `json:"net_rx_bytes_per_s"`
-	NetTxBytesPerS   *float64 `json:"net_tx_bytes_per_s"`
 }
 
 // WorkloadData is the payload of <host>.workload.<id>: the row and more.
 type WorkloadData struct {
 	WorkloadRow
+	// NameSource says where the name came from: cgroup path, kubelet
+	// logs, docker state, docker socket, podman state, containerd state,
+	// cri-o state.
+	NameSource string `json:"name_source"`
+	// Image is the container's image, where the runtime says.
+	Image string `json:"image"`
+	// StoppedForS is how long ago it stopped; null while running.
+	StoppedForS *float64 `json:"stopped_for_s"`
 	// CgroupPath is the workload's cgroup, as under /sys/fs/cgroup.
 	CgroupPath    string `json:"cgroup_path"`
 	CgroupVersion int    `json:"cgroup_version"`
@@ -136,14 +129,21 @@ type WorkloadData struct {
 	ContainerID string `json:"container_id,omitempty"`
 	PodUID      string `json:"pod_uid,omitempty"`
 
-	MemAnonBytes       uint64  `json:"mem_anon_bytes"`
-	MemFileBytes       uint64  `json:"mem_file_bytes"`
-	MemWorkingSetBytes uint64  `json:"mem_working_set_bytes"`
-	PidsLimit          *uint64 `json:"pids_limit"`
+	CPUThrottledPct    *float64 `json:"cpu_throttled_pct"` // of enforcement periods, with a limit
+	MemAnonBytes       uint64   `json:"mem_anon_bytes"`
+	MemFileBytes       uint64   `json:"mem_file_bytes"`
+	MemWorkingSetBytes uint64   `json:"mem_working_set_bytes"`
+	Pids               *uint64  `json:"pids"`
+	PidsLimit          *uint64  `json:"pids_limit"`
+
+	IOReadBytesPerS  *float64 `json:"io_read_bytes_per_s"`
+	IOWriteBytesPerS *float64 `json:"io_write_bytes_per_s"`
 	// NetNamespace is "own" when the workload has a network namespace of
 	// its own (its traffic is in the net_* fields), "host" when it shares
 	// the host's, "" when no member process could be looked at.
-	NetNamespace string `json:"net_namespace"`
+	NetNamespace   string   `json:"net_namespace"`
+	NetRxBytesPerS *float64 `json:"net_rx_bytes_per_s"`
+	NetTxBytesPerS *float64 `json:"net_tx_bytes_per_s"`
 	// Containers are a pod's containers (the pause container left out).
 	Containers []WorkloadContainer `json:"containers,omitempty"`
 }
@@ -367,23 +367,23 @@ func (c *workloadsCollector) update(w *trackedWorkload, cur cgroupReading, membe
 	dt := cur.at.Sub(prev.at).Seconds()
 	d := WorkloadData{
 		WorkloadRow: WorkloadRow{
-			ID: w.id, Topic: w.topic, Kind: w.ref.key.kind,
-			Name: w.names.name, NameSource: w.names.source, Namespace: w.names.namespace, Image: w.names.image,
+			ID: w.id, Kind: w.ref.key.kind, Name: w.names.name, Namespace: w.names.namespace,
 			State:    stateRunning,
 			OOMKills: cur.oomKills,
 			CPUCores: cgroupRoundCores(counterRate(prev.cpuNs, cur.cpuNs, prev.cpuOK && cur.cpuOK, dt) / 1e9),
 			MemBytes: cur.memBytes, MemLimitBytes: cur.memLimit,
-			CPULimitCores:  cur.cpuLimit,
-			Pids:           cur.pids,
-			NetRxBytesPerS: rx, NetTxBytesPerS: tx,
+			CPULimitCores: cur.cpuLimit,
 		},
+		NameSource: w.names.source, Image: w.names.image,
 		CgroupPath:    w.ref.rel,
 		CgroupVersion: c.tree.version(),
 		MemAnonBytes:  cur.memAnon, MemFileBytes: cur.memFile,
 		MemWorkingSetBytes: workingSet(cur),
+		Pids:               cur.pids,
 		PidsLimit:          cur.pidsLimit,
 		NetNamespace:       netNS,
-		Containers:         containers,
+		NetRxBytesPerS:     rx, NetTxBytesPerS: tx,
+		Containers: containers,
 	}
 	if w.ref.key.kind == kindPod {
 		d.PodUID = w.ref.key.ident

@@ -137,7 +137,7 @@ type Dashboard struct {
 	Meta
 	// Hostname is the host's name from the host topic, else the host id.
 	Hostname string
-	// Procs is the process table's order: "cpu" or "mem".
+	// Procs is the process table's order: "cpu", "mem" or "io".
 	Procs string
 	// ProcLimit is how many processes the table shows.
 	ProcLimit int
@@ -189,8 +189,8 @@ func NewDashboard(src Source, cache *SeriesCache, procs string, now time.Time) D
 		Charts:    map[string]*Chart{},
 		topics:    map[string]*TopicView{},
 	}
-	if procs == "mem" {
-		d.Procs = "mem"
+	if procs == "mem" || procs == "io" {
+		d.Procs = procs
 	}
 	known := map[string]stream.TopicState{}
 	for _, t := range src.Topics() {

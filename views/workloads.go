@@ -48,9 +48,9 @@ func (d Dashboard) WorkloadRows() []map[string]any {
 	return rows
 }
 
-// WorkloadRowsShown is how many workloads the card shows; the rest are a
-// click away on their own pages, or in the topic.
-const WorkloadRowsShown = 25
+// WorkloadRowsShown is how many workloads the card shows, in the order
+// chosen; every one is in the <host>.workloads topic and has its page.
+const WorkloadRowsShown = 6
 
 // SortItems orders items by field, largest first, a missing or null value
 // last; ties keep their order. The script sorts the same way
