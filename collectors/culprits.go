@@ -81,8 +81,9 @@ const (
 type CulpritsData struct {
 	// Processes counts the processes read this second.
 	Processes int `json:"processes"`
-	// ProcessIO counts those whose /proc/<pid>/io could be read: all but
-	// a few without CAP_SYS_PTRACE (docs/deploy.md).
+	// ProcessIO counts those whose I/O is known: /proc/<pid>/io is read
+	// once a process has run, and only where the kernel allows it (any
+	// process with CAP_SYS_PTRACE, otherwise opsdash's own user's).
 	ProcessIO int `json:"process_io"`
 	// Procs and Workloads list the top culpritTopN by each measure; an
 	// entry is listed only with a value above zero.
@@ -679,7 +680,10 @@ func (c *CulpritSampler) shape(ctx context.Context, nprocs, nio int) CulpritsDat
 			MemGrowthBytesPerS: round2dp(p.growth), IOBytesPerS: roundPtr(p.ioRate),
 		}
 	}
-	d := CulpritsData{Processes: nprocs, ProcessIO: nio}
+	d := CulpritsData{Processes: nprocs, ProcessIO: nio, // lists are [] in JSON, never null
+		Procs:     CulpritLists[CulpritProcess]{CPU: []CulpritProcess{}, MemGrowth: []CulpritProcess{}, IO: []CulpritProcess{}},
+		Workloads: CulpritLists[CulpritWorkload]{CPU: []CulpritWorkload{}, MemGrowth: []CulpritWorkload{}, IO: []CulpritWorkload{}},
+	}
 	topProc := map[string]CulpritProcess{} // workload id → its busiest process among byCPU
 	for i, p := range byCPU {
 		e := entry(p)
