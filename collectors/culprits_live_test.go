@@ -257,3 +257,22 @@ func TestProcessIO(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkWorkloads is one collection of the workloads collector with 100
+// fake workloads (see BenchmarkDefaultSetCPU).
+func BenchmarkWorkloads(b *testing.B) {
+	v2, v1, nw := fakeWorkloads(b, 100)
+	c := collectors.NewWorkloadsOn(collectors.Config{HostID: "bench"}, 2*time.Second, "", v2, v1, nil)
+	ctx := context.Background()
+	samples, err := c.Collect(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if samples, err = c.Collect(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("%d fake workloads, %d samples a run", nw, len(samples))
+}
