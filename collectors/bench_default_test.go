@@ -56,20 +56,33 @@ func BenchmarkDefaultSetCPU(b *testing.B) {
 	b.Logf("%d collectors, %d fake workloads", len(set), nw)
 	var cpu, elapsed time.Duration
 	for b.Loop() {
-		sink := &countingSink{}
-		sched := collectors.NewScheduler(collectors.SchedulerConfig{Sink: sink}, set...)
-		ctx, cancel := context.WithTimeout(context.Background(), wall)
-		before, start := processCPU(b), time.Now()
-		if err := sched.Run(ctx); err != nil {
-			b.Fatal(err)
-		}
-		cpu += processCPU(b) - before
-		elapsed += time.Since(start)
-		cancel()
-		if sink.n.Load() == 0 {
-			b.Fatal("no samples collected")
-		}
+		c, e := runScheduled(b, wall, 1, set...)
+		cpu, elapsed = cpu+c, elapsed+e
 	}
+	reportCPU(b, cpu, elapsed)
+}
+
+// runScheduled runs the real scheduler with cs for wall and returns the
+// process CPU time it took and the wall time, failing with fewer than
+// minSamples samples.
+func runScheduled(b *testing.B, wall time.Duration, minSamples int64, cs ...collectors.Collector) (cpu, elapsed time.Duration) {
+	sink := &countingSink{}
+	sched := collectors.NewScheduler(collectors.SchedulerConfig{Sink: sink}, cs...)
+	ctx, cancel := context.WithTimeout(context.Background(), wall)
+	defer cancel()
+	before, start := processCPU(b), time.Now()
+	if err := sched.Run(ctx); err != nil {
+		b.Fatal(err)
+	}
+	cpu, elapsed = processCPU(b)-before, time.Since(start)
+	if n := sink.n.Load(); n < minSamples {
+		b.Fatalf("%d samples in %v", n, wall)
+	}
+	return cpu, elapsed
+}
+
+// reportCPU reports CPU time per second of wall time.
+func reportCPU(b *testing.B, cpu, elapsed time.Duration) {
 	b.ReportMetric(float64(cpu.Microseconds())/1000/elapsed.Seconds(), "cpu-ms/s")
 	b.ReportMetric(100*cpu.Seconds()/elapsed.Seconds(), "%core")
 }

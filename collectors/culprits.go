@@ -824,22 +824,25 @@ func encodeCulprits(d *CulpritsData) ([]byte, error) {
 		if err != nil || len(b) <= maxCulpritEntryBytes {
 			return b, err
 		}
-		lists := []int{len(d.Procs.CPU), len(d.Procs.MemGrowth), len(d.Procs.IO), len(d.Workloads.CPU), len(d.Workloads.MemGrowth), len(d.Workloads.IO)}
-		switch slices.Index(lists, slices.Max(lists)) {
-		case 0:
-			d.Procs.CPU = d.Procs.CPU[:len(d.Procs.CPU)-1]
-		case 1:
-			d.Procs.MemGrowth = d.Procs.MemGrowth[:len(d.Procs.MemGrowth)-1]
-		case 2:
-			d.Procs.IO = d.Procs.IO[:len(d.Procs.IO)-1]
-		case 3:
-			d.Workloads.CPU = d.Workloads.CPU[:len(d.Workloads.CPU)-1]
-		case 4:
-			d.Workloads.MemGrowth = d.Workloads.MemGrowth[:len(d.Workloads.MemGrowth)-1]
-		case 5:
-			d.Workloads.IO = d.Workloads.IO[:len(d.Workloads.IO)-1]
+		p := longest([]*[]CulpritProcess{&d.Procs.CPU, &d.Procs.MemGrowth, &d.Procs.IO})
+		w := longest([]*[]CulpritWorkload{&d.Workloads.CPU, &d.Workloads.MemGrowth, &d.Workloads.IO})
+		if len(*p) >= len(*w) {
+			*p = (*p)[:len(*p)-1]
+		} else {
+			*w = (*w)[:len(*w)-1]
 		}
 	}
+}
+
+// longest returns the longest of lists (the first of equals).
+func longest[T any](lists []*[]T) *[]T {
+	l := lists[0]
+	for _, x := range lists[1:] {
+		if len(*x) > len(*l) {
+			l = x
+		}
+	}
+	return l
 }
 
 // CulpritsAt returns the second kept nearest to at, its time and its JSON

@@ -168,25 +168,13 @@ func BenchmarkCulpritsCPU(b *testing.B) {
 	var fds int
 	for b.Loop() {
 		s, closeSampler := collectors.NewCulpritsOn(collectors.Config{HostID: "bench"}, time.Second, v2, v1)
-		sink := &countingSink{}
-		sched := collectors.NewScheduler(collectors.SchedulerConfig{Sink: sink}, s)
-		ctx, cancel := context.WithTimeout(context.Background(), wall)
-		before, start := processCPU(b), time.Now()
-		if err := sched.Run(ctx); err != nil {
-			b.Fatal(err)
-		}
-		cpu += processCPU(b) - before
-		elapsed += time.Since(start)
-		cancel()
+		c, e := runScheduled(b, wall, 5, s)
+		cpu, elapsed = cpu+c, elapsed+e
 		fds = s.HeldFDs()
 		closeSampler()
-		if sink.n.Load() < 5 {
-			b.Fatalf("%d samples in %v", sink.n.Load(), wall)
-		}
 	}
 	b.Logf("%d processes, %d workloads, %d file descriptors held", procs, nw, fds)
-	b.ReportMetric(float64(cpu.Microseconds())/1000/elapsed.Seconds(), "cpu-ms/s")
-	b.ReportMetric(100*cpu.Seconds()/elapsed.Seconds(), "%core")
+	reportCPU(b, cpu, elapsed)
 }
 
 // BenchmarkCulpritsOnce is one second's sample, back to back, with 1,000

@@ -286,12 +286,8 @@ func clockTicks() int {
 func parseProcIO(b []byte) (read, write uint64, ok bool) {
 	var gotR, gotW bool
 	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+		var line []byte
+		line, b = cutLine(b)
 		k, v, found := bytes.Cut(line, []byte(": "))
 		if !found {
 			continue

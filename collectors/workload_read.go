@@ -193,15 +193,17 @@ func (t cgroupTree) readV1(r *cgReader, rel string, c *cgroupReading) {
 	}
 }
 
+// cutLine returns the first line of b and the rest after it.
+func cutLine(b []byte) (line, rest []byte) {
+	line, rest, _ = bytes.Cut(b, []byte{'\n'})
+	return line, rest
+}
+
 // keyedUint finds key in a flat-keyed file ("key value" per line).
 func keyedUint(b []byte, key string) (uint64, bool) {
 	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+		var line []byte
+		line, b = cutLine(b)
 		k, v, ok := bytes.Cut(line, []byte{' '})
 		if ok && string(k) == key {
 			n, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64)
@@ -238,12 +240,8 @@ func parseIOStat(b []byte) (read, write uint64) {
 // then "Total N"). any is false when it lists no device.
 func parseBlkioBytes(b []byte) (read, write uint64, any bool) {
 	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+		var line []byte
+		line, b = cutLine(b)
 		f := bytes.Fields(line)
 		if len(f) != 3 {
 			continue
@@ -345,12 +343,8 @@ func readNetDev(r *cgReader, name string) (rx, tx uint64, ok bool) {
 		return 0, 0, false
 	}
 	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+		var line []byte
+		line, b = cutLine(b)
 		iface, rest, found := bytes.Cut(line, []byte{':'})
 		if !found || string(bytes.TrimSpace(iface)) == "lo" {
 			continue
