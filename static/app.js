@@ -659,6 +659,7 @@
       var ts = Math.round(c.buf[c.buf.length - 1].ts - (1 - frac) * c.window), x = fixed(frac * c.window / 1000, 1);
       cursor.setAttribute('x1', x);
       cursor.setAttribute('x2', x);
+      cursor.setAttribute('data-ts', ts);
       cursor.removeAttribute('visibility');
       clearTimeout(timer);
       timer = setTimeout(function () {

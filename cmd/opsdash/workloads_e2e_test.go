@@ -118,17 +118,26 @@ func TestBrowserWorkloadsAndCulprits(t *testing.T) {
 		waitJS(t, ctx, "the memory order", `document.querySelector('[data-testid=workload-rows]').dataset.sort === 'mem_bytes' && location.search === '?workloads=mem'`)
 	}
 
-	// Pointing at the CPU chart three seconds before its newest value
-	// (the process was running then) names the process.
+	// Pointing at the CPU chart at one of those seconds names the process.
+	// A first move finds which time the chart's right edge stands for.
 	waitJS(t, ctx, "the CPU chart", `document.querySelector('[data-chart=cpu] polyline').getAttribute('points').split(' ').length >= 5`)
 	if err := chromedp.Do(ctx, chromedp.ScrollIntoView(chromedp.CSS(`[data-chart=cpu]`))); err != nil {
 		t.Fatal(err)
 	}
-	xy := eval[[]float64](t, ctx, `(() => { const r = document.querySelector('[data-chart=cpu]').getBoundingClientRect();
-		return [r.left + r.width * (1 - 3 / 300), r.top + r.height / 2]; })()`)
-	if err := chromedp.Do(ctx, chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, xy[0], xy[1])); err != nil {
-		t.Fatal(err)
+	pointAt := func(frac float64) {
+		t.Helper()
+		xy := eval[[]float64](t, ctx, fmt.Sprintf(`(() => { const r = document.querySelector('[data-chart=cpu]').getBoundingClientRect();
+			return [r.left + r.width * %f, r.top + r.height / 2]; })()`, frac))
+		if err := chromedp.Do(ctx, chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, xy[0], xy[1])); err != nil {
+			t.Fatal(err)
+		}
 	}
+	const windowMS = 300_000 // views.ChartWindowS
+	pointAt(0.99)
+	at := eval[float64](t, ctx, `+document.querySelector('[data-chart=cpu] line.cursor').dataset.ts`)
+	end := at + 0.01*windowMS
+	target := seconds[len(seconds)-1]
+	pointAt(1 - (end-float64(target))/windowMS)
 	item := fmt.Sprintf(`document.querySelector('[data-culprits=cpu] li[data-pid="%d"]')`, spike.Pid)
 	waitJS(t, ctx, "the culprits of that second", item)
 	if text := eval[string](t, ctx, item+`.textContent`); !strings.HasPrefix(text, fmt.Sprintf("opsdash-spike (pid %d", spike.Pid)) {
