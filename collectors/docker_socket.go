@@ -31,8 +31,9 @@ type dockerAPI struct {
 }
 
 const (
-	// dockerTimeout bounds one request to the socket.
-	dockerTimeout = 2 * time.Second
+	// dockerTimeout bounds one request to the socket: well within the
+	// workloads collector's run (2 s), which waits for it.
+	dockerTimeout = time.Second
 	// dockerMaxBody bounds the container list read (about 2 KiB per
 	// container in Docker's answer).
 	dockerMaxBody = 8 << 20
