@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -414,4 +416,43 @@ func TestWorkloadIDs(t *testing.T) {
 func workloadID(p string) string {
 	id, _ := collectors.WorkloadID(p)
 	return id
+}
+
+// With --docker-socket, a container whose state files opsdash cannot read
+// is named from the Docker API, which is asked GET /containers/json and
+// nothing else.
+func TestWorkloadsDockerSocketNames(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "docker.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var asked []string
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.Method+" "+r.URL.String())
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `[{"Id":%q,"Names":["/billing-worker"],"Image":"billing:4.1","State":"running"}]`, dockerOOM)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	f := newFixture(t, "v2-docker", collectors.WorkloadsConfig{DockerSocket: sock})
+	f.collect()
+	f.advance(2 * time.Second)
+	f.collect()
+	d, _ := f.workload("docker-9b8c7d6e5f40")
+	if d.Name != "billing-worker" || d.Image != "billing:4.1" || d.NameSource != "docker socket" {
+		t.Errorf("named %q (%q) from %q; want billing-worker (billing:4.1) from the docker socket", d.Name, d.Image, d.NameSource)
+	}
+	if w, _ := f.workload("docker-3f2a9c1b7d4e"); w.NameSource != "docker state" {
+		t.Errorf("a container with a readable config.v2.json named from %q", w.NameSource)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) != 1 || asked[0] != "GET /containers/json?all=true" {
+		t.Errorf("the socket was asked %q; want one GET /containers/json?all=true", asked)
+	}
 }
