@@ -150,14 +150,16 @@ type CulpritSampler struct {
 	namer      *workloadNamer
 	r          *cgReader
 	buf        []byte
-	dents      []byte // getdents buffer
-	pids       []int  // reused list of the process table
+	dents      []byte         // getdents buffer
+	pids       []int          // reused list of the process table
+	list       []*sampledProc // this second's processes (reused)
 	lastAt     time.Time
 	round      uint32
 }
 
 // sampledProc is one process between seconds.
 type sampledProc struct {
+	pid      int
 	fd       int // kept /proc/<pid>/stat, -1 when not kept
 	start    uint64
 	ticks    uint64
@@ -369,7 +371,7 @@ func (c *CulpritSampler) sampleProcs(ctx context.Context, now time.Time, dt floa
 			if p != nil {
 				p.fd = fd
 			} else {
-				p = &sampledProc{fd: fd, start: ^uint64(0)}
+				p = &sampledProc{pid: pid, fd: fd, start: ^uint64(0)}
 				c.procs[pid] = p
 			}
 		}
@@ -381,7 +383,7 @@ func (c *CulpritSampler) sampleProcs(ctx context.Context, now time.Time, dt floa
 		if p.start != st.start { // new, or the pid was reused
 			if p.start != ^uint64(0) {
 				fd := p.fd
-				*p = sampledProc{fd: fd}
+				*p = sampledProc{pid: pid, fd: fd}
 			}
 			p.start, p.ticks, p.rssPages = st.start, st.ticks, st.rssPages
 			p.name = st.name()
@@ -432,11 +434,14 @@ func (c *CulpritSampler) sampleProcs(ctx context.Context, now time.Time, dt floa
 			nio++
 		}
 	}
+	c.list = c.list[:0]
 	for pid, p := range c.procs {
 		if p.round != c.round {
 			c.fds.close(p.fd)
 			delete(c.procs, pid)
+			continue
 		}
+		c.list = append(c.list, p)
 	}
 	return nprocs, nio, nil
 }
@@ -655,24 +660,20 @@ func parseSingleUint(b []byte) (uint64, bool) {
 
 // shape picks the second's top lists.
 func (c *CulpritSampler) shape(ctx context.Context, nprocs, nio int) CulpritsData {
-	procs := make([]*sampledProc, 0, len(c.procs))
-	pids := make(map[*sampledProc]int, len(c.procs))
-	for pid, p := range c.procs {
-		procs = append(procs, p)
-		pids[p] = pid
-	}
+	procs := c.list
+	pidOf := func(p *sampledProc) int { return p.pid }
 	ioOf := func(p *sampledProc) float64 {
 		if p.ioRate == nil {
 			return 0
 		}
 		return *p.ioRate
 	}
-	byCPU := topBy(procs, culpritAttributed, func(p *sampledProc) float64 { return p.cores }, func(p *sampledProc) int { return pids[p] })
-	byGrowth := topBy(procs, culpritTopN, func(p *sampledProc) float64 { return p.growth }, func(p *sampledProc) int { return pids[p] })
-	byIO := topBy(procs, culpritTopN, ioOf, func(p *sampledProc) int { return pids[p] })
+	byCPU := topBy(procs, culpritAttributed, func(p *sampledProc) float64 { return p.cores }, pidOf)
+	byGrowth := topBy(procs, culpritTopN, func(p *sampledProc) float64 { return p.growth }, pidOf)
+	byIO := topBy(procs, culpritTopN, ioOf, pidOf)
 
 	entry := func(p *sampledProc) CulpritProcess {
-		pid := pids[p]
+		pid := p.pid
 		c.attribute(pid, p)
 		return CulpritProcess{
 			PID: pid, Name: clipTo(p.name, culpritNameBytes), Workload: p.workload,
@@ -720,13 +721,13 @@ func (c *CulpritSampler) shape(ctx context.Context, nprocs, nio int) CulpritsDat
 		}
 		return e
 	}
-	for _, w := range topByKey(ws, culpritTopN, func(w *sampledWorkload) float64 { return w.cores }, wid) {
+	for _, w := range topBy(ws, culpritTopN, func(w *sampledWorkload) float64 { return w.cores }, wid) {
 		d.Workloads.CPU = append(d.Workloads.CPU, went(w))
 	}
-	for _, w := range topByKey(ws, culpritTopN, func(w *sampledWorkload) float64 { return w.growth }, wid) {
+	for _, w := range topBy(ws, culpritTopN, func(w *sampledWorkload) float64 { return w.growth }, wid) {
 		d.Workloads.MemGrowth = append(d.Workloads.MemGrowth, went(w))
 	}
-	for _, w := range topByKey(ws, culpritTopN, func(w *sampledWorkload) float64 { return w.ioRate }, wid) {
+	for _, w := range topBy(ws, culpritTopN, func(w *sampledWorkload) float64 { return w.ioRate }, wid) {
 		d.Workloads.IO = append(d.Workloads.IO, went(w))
 	}
 	return d
@@ -776,9 +777,9 @@ func workloadOfProcCgroup(b []byte, version int) (workloadKey, bool) {
 }
 
 // topBy returns up to n items with the largest positive value, largest
-// first, ties by pid: a partial selection, cheaper than sorting a
+// first, ties by tie (pid, id): a partial selection, cheaper than sorting a
 // thousand processes for five.
-func topBy[T any](items []T, n int, value func(T) float64, tie func(T) int) []T {
+func topBy[T any, K cmp.Ordered](items []T, n int, value func(T) float64, tie func(T) K) []T {
 	out := make([]T, 0, n)
 	for _, it := range items {
 		v := value(it)
@@ -803,16 +804,6 @@ func topBy[T any](items []T, n int, value func(T) float64, tie func(T) int) []T 
 		out[i] = it
 	}
 	return out
-}
-
-// topByKey is topBy with ties broken by a string key.
-func topByKey[T any](items []T, n int, value func(T) float64, key func(T) string) []T {
-	slices.SortFunc(items, func(a, b T) int { return cmp.Compare(key(a), key(b)) })
-	idx := map[string]int{}
-	for i, it := range items {
-		idx[key(it)] = i
-	}
-	return topBy(items, n, value, func(t T) int { return idx[key(t)] })
 }
 
 // encodeCulprits encodes a second, cutting the longest list's tail until

@@ -78,23 +78,67 @@ func (r *cgReader) limit(name string) *uint64 {
 	return nil
 }
 
+// limitsRefresh is how often a workload's limits (CPU quota, memory and
+// pids limits) are read again: they change only when someone changes them
+// (docker update, a pod resized), and reading them every run would be a
+// third of a workload's reads.
+const limitsRefresh = 30 * time.Second
+
+// workloadLimits are a cgroup's own limits as last read, and when.
+type workloadLimits struct {
+	at        time.Time
+	cpu       *float64
+	mem, pids *uint64
+	// blkio is the v1 file that counts its I/O, "" until known.
+	blkio string
+}
+
+// stale reports whether the limits are to be read again at now.
+func (l *workloadLimits) stale(now time.Time) bool {
+	return l.at.IsZero() || now.Sub(l.at) >= limitsRefresh || now.Before(l.at)
+}
+
 // readCgroup reads the cgroup at rel (the same path under every hierarchy)
-// at time now.
-func (t cgroupTree) readCgroup(r *cgReader, rel string, now time.Time) cgroupReading {
+// at time now; lim holds its limits between readings (nil: read them).
+func (t cgroupTree) readCgroup(r *cgReader, rel string, now time.Time, lim *workloadLimits) cgroupReading {
 	c := cgroupReading{at: now}
+	if lim == nil {
+		lim = &workloadLimits{}
+	}
+	fresh := lim.stale(now)
 	if t.version() == 2 {
-		t.readV2(r, filepath.Join(t.v2, rel), &c)
+		t.readV2(r, filepath.Join(t.v2, rel), &c, lim, fresh)
 	} else {
-		t.readV1(r, rel, &c)
+		t.readV1(r, rel, &c, lim, fresh)
+	}
+	if fresh && c.present {
+		lim.at = now
+	}
+	if c.memLimit == nil || lim.mem != nil && *lim.mem < *c.memLimit {
+		c.memLimit = lim.mem
+	}
+	c.cpuLimit = lim.cpu
+	if c.pids != nil {
+		c.pidsLimit = lim.pids
 	}
 	return c
 }
 
-func (t cgroupTree) readV2(r *cgReader, dir string, c *cgroupReading) {
+func (t cgroupTree) readV2(r *cgReader, dir string, c *cgroupReading, lim *workloadLimits, fresh bool) {
 	if !fileExists(dir) {
 		return
 	}
 	c.present = true
+	if fresh {
+		lim.cpu, lim.mem, lim.pids = nil, nil, nil
+		if b, ok := r.read(filepath.Join(dir, "cpu.max")); ok {
+			if cores, ok := parseCPUMax(string(b)); ok {
+				lim.cpu = &cores
+			}
+		}
+		lim.mem = r.limit(filepath.Join(dir, "memory.max"))
+		lim.pids = r.limit(filepath.Join(dir, "pids.max"))
+	}
 	if b, ok := r.read(filepath.Join(dir, "cpu.stat")); ok {
 		var usec uint64
 		usec, c.cpuOK = keyedUint(b, "usage_usec")
@@ -102,13 +146,7 @@ func (t cgroupTree) readV2(r *cgReader, dir string, c *cgroupReading) {
 		c.periods, _ = keyedUint(b, "nr_periods")
 		c.throttled, _ = keyedUint(b, "nr_throttled")
 	}
-	if b, ok := r.read(filepath.Join(dir, "cpu.max")); ok {
-		if cores, ok := parseCPUMax(string(b)); ok {
-			c.cpuLimit = &cores
-		}
-	}
 	c.memBytes, c.memOK = r.uint(filepath.Join(dir, "memory.current"))
-	c.memLimit = r.limit(filepath.Join(dir, "memory.max"))
 	if b, ok := r.read(filepath.Join(dir, "memory.stat")); ok {
 		c.memAnon, _ = keyedUint(b, "anon")
 		c.memFile, _ = keyedUint(b, "file")
@@ -123,11 +161,10 @@ func (t cgroupTree) readV2(r *cgReader, dir string, c *cgroupReading) {
 	}
 	if v, ok := r.uint(filepath.Join(dir, "pids.current")); ok {
 		c.pids = &v
-		c.pidsLimit = r.limit(filepath.Join(dir, "pids.max"))
 	}
 }
 
-func (t cgroupTree) readV1(r *cgReader, rel string, c *cgroupReading) {
+func (t cgroupTree) readV1(r *cgReader, rel string, c *cgroupReading, lim *workloadLimits, fresh bool) {
 	dir := func(ctrl string) string {
 		if root := t.v1[ctrl]; root != "" {
 			return filepath.Join(root, rel)
@@ -144,24 +181,29 @@ func (t cgroupTree) readV1(r *cgReader, rel string, c *cgroupReading) {
 			c.present = true
 			c.periods, _ = keyedUint(b, "nr_periods")
 			c.throttled, _ = keyedUint(b, "nr_throttled")
-			q, _ := r.read(filepath.Join(d, "cpu.cfs_quota_us"))
-			quota := string(q) // read's bytes are reused by the next read
-			p, _ := r.read(filepath.Join(d, "cpu.cfs_period_us"))
-			if cores, ok := parseCFSQuota(quota, string(p)); ok {
-				c.cpuLimit = &cores
+			if fresh {
+				lim.cpu = nil
+				q, _ := r.read(filepath.Join(d, "cpu.cfs_quota_us"))
+				quota := string(q) // read's bytes are reused by the next read
+				p, _ := r.read(filepath.Join(d, "cpu.cfs_period_us"))
+				if cores, ok := parseCFSQuota(quota, string(p)); ok {
+					lim.cpu = &cores
+				}
 			}
 		}
 	}
 	if d := dir("memory"); d != "" {
 		if v, ok := r.uint(filepath.Join(d, "memory.usage_in_bytes")); ok {
 			c.memBytes, c.memOK, c.present = v, true, true
-			c.memLimit = r.limit(filepath.Join(d, "memory.limit_in_bytes"))
+			if fresh {
+				lim.mem = r.limit(filepath.Join(d, "memory.limit_in_bytes"))
+			}
 			if b, ok := r.read(filepath.Join(d, "memory.stat")); ok {
 				c.memAnon, _ = keyedUint(b, "total_rss")
 				c.memFile, _ = keyedUint(b, "total_cache")
 				c.memInactiveFile, _ = keyedUint(b, "total_inactive_file")
-				if h, ok := keyedUint(b, "hierarchical_memory_limit"); ok && h < cgroupUnlimited && (c.memLimit == nil || h < *c.memLimit) {
-					c.memLimit = &h
+				if h, ok := keyedUint(b, "hierarchical_memory_limit"); ok && h < cgroupUnlimited {
+					c.memLimit = &h // the lower of it and the cgroup's own: readCgroup
 				}
 			}
 			if b, ok := r.read(filepath.Join(d, "memory.oom_control")); ok {
@@ -170,25 +212,30 @@ func (t cgroupTree) readV1(r *cgReader, rel string, c *cgroupReading) {
 		}
 	}
 	if d := dir("blkio"); d != "" {
-		// The throttle file counts every bio on current kernels; the other
-		// is CFQ/BFQ's and stays empty under other schedulers.
-		for _, f := range []string{"blkio.throttle.io_service_bytes_recursive", "blkio.io_service_bytes_recursive"} {
+		// The throttle file counts every bio on kernels since 4.x; the
+		// other is CFQ/BFQ's, for older ones. The first that exists is
+		// remembered.
+		files := []string{"blkio.throttle.io_service_bytes_recursive", "blkio.io_service_bytes_recursive"}
+		if lim.blkio != "" {
+			files = []string{lim.blkio}
+		}
+		for _, f := range files {
 			b, ok := r.read(filepath.Join(d, f))
 			if !ok {
 				continue
 			}
-			c.present, c.ioOK = true, true
-			if rd, wr, any := parseBlkioBytes(b); any {
-				c.ioRead, c.ioWrite = rd, wr
-				break
-			}
+			c.present, c.ioOK, lim.blkio = true, true, f
+			c.ioRead, c.ioWrite, _ = parseBlkioBytes(b)
+			break
 		}
 	}
 	if d := dir("pids"); d != "" {
 		if v, ok := r.uint(filepath.Join(d, "pids.current")); ok {
 			c.present = true
 			c.pids = &v
-			c.pidsLimit = r.limit(filepath.Join(d, "pids.max"))
+			if fresh {
+				lim.pids = r.limit(filepath.Join(d, "pids.max"))
+			}
 		}
 	}
 }

@@ -37,7 +37,7 @@ const (
 	// readable table.
 	DefaultWorkloadRetention = 10 * time.Minute
 	// WorkloadHistory is how many values a workload topic's history keeps:
-	// two minutes at the default interval. There can be
+	// five minutes at the default interval, as much as a chart shows. There can be
 	// DefaultMaxWorkloads of them, so theirs is short; the table topic
 	// keeps the registry's usual history.
 	WorkloadHistory = 60
@@ -195,9 +195,16 @@ type trackedWorkload struct {
 
 	prev    cgroupReading
 	hasPrev bool
+	limits  workloadLimits
 	net     netReading
-	ctrPrev map[string]cgroupReading
-	data    WorkloadData
+	// member is a process in it, for its network (memberPID is a walk of
+	// cgroup.procs files): looked up again when it is gone or memberAt is
+	// older than limitsRefresh.
+	member   int
+	memberAt time.Time
+	ctrPrev  map[string]cgroupReading
+	ctrLim   map[string]*workloadLimits
+	data     WorkloadData
 }
 
 // netReading is a workload's network counters at one time.
@@ -286,15 +293,15 @@ func (c *workloadsCollector) Collect(ctx context.Context) ([]Sample, error) {
 				continue
 			}
 			id := workloadID(ref.key)
-			w = &trackedWorkload{id: id, topic: c.host + ".workload." + id, ctrPrev: map[string]cgroupReading{}}
+			w = &trackedWorkload{id: id, topic: c.host + ".workload." + id, ctrPrev: map[string]cgroupReading{}, ctrLim: map[string]*workloadLimits{}}
 			c.tracked[ref.key] = w
 		}
 		w.ref = ref
-		cur := c.tree.readCgroup(c.r, ref.rel, now)
+		cur := c.tree.readCgroup(c.r, ref.rel, now, &w.limits)
 		if !cur.present {
 			continue // gone since the walk: stopped below
 		}
-		member := c.tree.memberPID(c.r, ref.rel)
+		member := c.member(w, cur, now)
 		if member == 0 && (cur.pids == nil || *cur.pids == 0) {
 			continue // empty: nothing runs in it any more
 		}
@@ -331,6 +338,21 @@ func (c *workloadsCollector) Collect(ctx context.Context) ([]Sample, error) {
 		table.Workloads = []WorkloadRow{}
 	}
 	return append([]Sample{{Topic: c.topic, Time: now, Data: table}}, samples...), nil
+}
+
+// member returns a process of w: the one found before while it is alive
+// (and younger than limitsRefresh), else a new look. Without a pids count
+// it is what says whether anything runs in w, so it is looked up each run.
+func (c *workloadsCollector) member(w *trackedWorkload, cur cgroupReading, now time.Time) int {
+	if cur.pids != nil && *cur.pids == 0 {
+		w.member = 0
+		return 0
+	}
+	if w.member > 0 && cur.pids != nil && now.Sub(w.memberAt) < limitsRefresh && now.After(w.memberAt) && fileExists(c.paths.procPath(strconv.Itoa(w.member))) {
+		return w.member
+	}
+	w.member, w.memberAt = c.tree.memberPID(c.r, w.ref.rel), now
+	return w.member
 }
 
 // sortWorkloadRows orders the table: running before stopped, then by CPU,
@@ -449,7 +471,12 @@ func (c *workloadsCollector) podContainers(w *trackedWorkload, now time.Time) []
 		if cn.sandbox {
 			continue
 		}
-		cur := c.tree.readCgroup(c.r, ref.rel, now)
+		lim := w.ctrLim[ref.id]
+		if lim == nil {
+			lim = &workloadLimits{}
+			w.ctrLim[ref.id] = lim
+		}
+		cur := c.tree.readCgroup(c.r, ref.rel, now, lim)
 		if !cur.present {
 			continue
 		}
@@ -466,6 +493,11 @@ func (c *workloadsCollector) podContainers(w *trackedWorkload, now time.Time) []
 		out = append(out, wc)
 	}
 	w.ctrPrev = keep
+	for id := range w.ctrLim {
+		if _, ok := keep[id]; !ok {
+			delete(w.ctrLim, id)
+		}
+	}
 	slices.SortFunc(out, func(a, b WorkloadContainer) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }

@@ -35,12 +35,12 @@ func publishWorkloads(reg *stream.Registry, n, hist int) {
 			Namespace: "payments-production", State: "running", CPUCores: 0.01, MemBytes: uint64(i) << 20,
 		})
 	}
-	reg.Declare(collectors.TopicInfo{Name: "web-1.workloads", Interval: 2 * time.Second, Description: "workloads"})
+	reg.Declare(collectors.TopicInfo{Name: "web-1.workloads", Interval: 5 * time.Second, Description: "workloads"})
 	reg.Publish(collectors.Sample{Topic: "web-1.workloads", Time: now, Data: collectors.WorkloadsData{
 		CgroupVersion: 2, Running: n - 1, Stopped: 1, StoppedRetentionS: 600, Workloads: rows}})
 
 	pod := "web-1.workload.pod-0d8c1a8e2b43"
-	reg.DeclareRuntime(collectors.TopicInfo{Name: pod, Interval: 2 * time.Second, Description: "a pod"}, collectors.WorkloadHistory)
+	reg.DeclareRuntime(collectors.TopicInfo{Name: pod, Interval: 5 * time.Second, Description: "a pod"}, collectors.WorkloadHistory)
 	for i := min(hist, collectors.WorkloadHistory) - 1; i >= 0; i-- {
 		d := collectors.WorkloadData{WorkloadRow: rows[0], NameSource: "kubelet logs", CPUThrottledPct: f64(3), Pids: u64(7),
 			IOReadBytesPerS: f64(1024), IOWriteBytesPerS: f64(0), NetRxBytesPerS: f64(2000), NetTxBytesPerS: f64(100), CgroupPath: "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0d8c1a8e_2b43_4c57_9d16_3f3e0b7c8c11.slice",
@@ -50,7 +50,7 @@ func publishWorkloads(reg *stream.Registry, n, hist int) {
 				{ID: strings.Repeat("c2", 32), Name: "sidecar", CPUCores: 0.1},
 			}}
 		d.CPUCores = 0.5 + float64(i%5)/10
-		reg.Publish(collectors.Sample{Topic: pod, Time: now.Add(-time.Duration(2*i) * time.Second), Data: d})
+		reg.Publish(collectors.Sample{Topic: pod, Time: now.Add(-time.Duration(5*i) * time.Second), Data: d})
 	}
 }
 
