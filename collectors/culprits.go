@@ -141,26 +141,29 @@ type CulpritSampler struct {
 	maxFDs   int
 	ring     *culpritRing
 
-	mu         sync.Mutex
-	fds        *heldFDs
-	procDir    *os.File
-	procs      map[int]*sampledProc
-	workloads  map[workloadKey]*sampledWorkload
-	discovered time.Time
-	namer      *workloadNamer
-	r          *cgReader
-	buf        []byte
-	dents      []byte         // getdents buffer
-	pids       []int          // reused list of the process table
-	list       []*sampledProc // this second's processes (reused)
-	lastAt     time.Time
-	round      uint32
+	mu          sync.Mutex
+	fds         *heldFDs
+	procDir     *os.File
+	procs       map[int]*sampledProc
+	workloads   map[workloadKey]*sampledWorkload
+	discovered  time.Time
+	namer       *workloadNamer
+	r           *cgReader
+	buf         []byte
+	dents       []byte         // getdents buffer
+	noSchedstat bool           // schedstat is missing or all zeros on this kernel
+	pids        []int          // reused list of the process table
+	list        []*sampledProc // this second's processes (reused)
+	lastAt      time.Time
+	round       uint32
 }
 
 // sampledProc is one process between seconds.
 type sampledProc struct {
 	pid      int
-	fd       int // kept /proc/<pid>/stat, -1 when not kept
+	fd       int    // kept /proc/<pid>/stat or, with sched, schedstat; -1 when none is
+	sched    bool   // fd is schedstat: the process has one thread
+	runNs    uint64 // its thread's run time at the last schedstat read
 	start    uint64
 	ticks    uint64
 	rssPages uint64
@@ -325,6 +328,13 @@ func (c *CulpritSampler) Collect(ctx context.Context) ([]Sample, error) {
 // sampleProcs reads every process's stat (and, for those that ran, io) and
 // computes its use since the previous second. It returns how many
 // processes it read and how many of them had readable io.
+//
+// A single-threaded process is first asked /proc/<pid>/schedstat, its
+// thread's run time in nanoseconds: a few times cheaper for the kernel to
+// produce than stat, which sums every thread and formats fifty fields. When
+// that time has not moved the process did not run, so its CPU, memory
+// (which grows only by its own page faults) and I/O did not change, and
+// stat is not read. Most processes of a host sleep most seconds.
 func (c *CulpritSampler) sampleProcs(ctx context.Context, now time.Time, dt float64, baseline bool) (nprocs, nio int, err error) {
 	if c.procDir == nil {
 		if c.procDir, err = os.Open(c.paths.proc); err != nil {
@@ -342,54 +352,31 @@ func (c *CulpritSampler) sampleProcs(ctx context.Context, now time.Time, dt floa
 		if i%256 == 0 && ctx.Err() != nil {
 			return 0, 0, ctx.Err()
 		}
-		name := ""
 		p := c.procs[pid]
-		n := -1
-		if p != nil && p.fd >= 0 {
-			if n, err = unix.Pread(p.fd, c.buf, 0); err != nil || n == 0 {
-				c.fds.close(p.fd) // the process is gone; the pid may be another's now
-				p.fd, n = -1, -1
+		if p != nil && p.sched && c.idle(p) {
+			nprocs++
+			if !p.ioDenied && !p.ioAt.IsZero() {
+				nio++
 			}
+			continue
 		}
-		if n < 0 {
-			name = strconv.Itoa(pid)
-			fd, err := unix.Openat(dirfd, name+"/stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				continue
-			}
-			n, err = readFull(fd, c.buf)
-			if err != nil || n == 0 {
-				unix.Close(fd)
-				continue
-			}
-			if c.fds.count() < c.maxFDs {
-				c.fds.add(fd)
-			} else {
-				unix.Close(fd)
-				fd = -1
-			}
-			if p != nil {
-				p.fd = fd
-			} else {
-				p = &sampledProc{pid: pid, fd: fd, start: ^uint64(0)}
-				c.procs[pid] = p
-			}
-		}
-		st, ok := parseProcStat(c.buf[:n])
+		st, statFD, ok := c.readStat(dirfd, pid, p)
 		if !ok {
 			continue
 		}
 		nprocs++
+		if p == nil {
+			p = &sampledProc{pid: pid, fd: -1, start: ^uint64(0)}
+			c.procs[pid] = p
+		}
+		name := strconv.Itoa(pid)
 		if p.start != st.start { // new, or the pid was reused
 			if p.start != ^uint64(0) {
-				fd := p.fd
-				*p = sampledProc{pid: pid, fd: fd}
+				c.fds.close(p.fd)
+				*p = sampledProc{pid: pid, fd: -1}
 			}
 			p.start, p.ticks, p.rssPages = st.start, st.ticks, st.rssPages
 			p.name = st.name()
-			if name == "" {
-				name = strconv.Itoa(pid)
-			}
 			if st.commLen == 15 { // comm may be cut: the program's name
 				if m, err := readAt(dirfd, name+"/cmdline", c.buf); err == nil {
 					p.name = fullProcName(p.name, c.buf[:m])
@@ -409,27 +396,24 @@ func (c *CulpritSampler) sampleProcs(ctx context.Context, now time.Time, dt floa
 			if p.cores > 0 {
 				c.sampleIO(p, dirfd, name, now, dt)
 			}
-			if !p.ioDenied && !p.ioAt.IsZero() {
-				nio++
+		} else {
+			p.round = c.round
+			ran := st.ticks > p.ticks
+			p.cores, p.growth, p.ioRate = 0, 0, nil
+			if dt > 0 && ran {
+				p.cores = float64(st.ticks-p.ticks) / c.clkTck / dt
 			}
-			continue
+			if dt > 0 && st.rssPages > p.rssPages {
+				p.growth = float64((st.rssPages-p.rssPages)*c.pageSize) / dt
+			}
+			p.ticks, p.rssPages = st.ticks, st.rssPages
+			if ran || p.sched { // schedstat moved: it ran, if less than a tick
+				c.sampleIO(p, dirfd, name, now, dt)
+			} else if !p.ioDenied && !p.ioAt.IsZero() {
+				p.ioRate = ptr(0.0) // did not run: started no I/O
+			}
 		}
-		p.round = c.round
-		ran := st.ticks > p.ticks
-		p.cores, p.growth, p.ioRate = 0, 0, nil
-		if dt > 0 && ran {
-			p.cores = float64(st.ticks-p.ticks) / c.clkTck / dt
-		}
-		if dt > 0 && st.rssPages > p.rssPages {
-			p.growth = float64((st.rssPages-p.rssPages)*c.pageSize) / dt
-		}
-		p.ticks, p.rssPages = st.ticks, st.rssPages
-		if ran {
-			c.sampleIO(p, dirfd, strconv.Itoa(pid), now, dt)
-		} else if !p.ioDenied && !p.ioAt.IsZero() {
-			zero := 0.0
-			p.ioRate = &zero // did not run: started no I/O
-		}
+		c.holdFD(dirfd, p, name, st.threads, statFD)
 		if !p.ioDenied && !p.ioAt.IsZero() {
 			nio++
 		}
@@ -444,6 +428,123 @@ func (c *CulpritSampler) sampleProcs(ctx context.Context, now time.Time, dt floa
 		c.list = append(c.list, p)
 	}
 	return nprocs, nio, nil
+}
+
+// idle reads the kept schedstat of a single-threaded process and reports
+// whether it did not run since the previous second; then its figures for
+// this second are zero. On false the caller reads its stat.
+func (c *CulpritSampler) idle(p *sampledProc) bool {
+	n, err := unix.Pread(p.fd, c.buf, 0)
+	if err != nil || n == 0 {
+		c.fds.close(p.fd) // gone; the pid may be another's now
+		p.fd, p.sched = -1, false
+		return false
+	}
+	run, ok := parseDecimal(firstField(c.buf[:n]))
+	if !ok || run != p.runNs {
+		p.runNs = run
+		return false
+	}
+	p.round = c.round
+	p.cores, p.growth = 0, 0
+	if !p.ioDenied && !p.ioAt.IsZero() {
+		p.ioRate = ptr(0.0)
+	} else {
+		p.ioRate = nil
+	}
+	return true
+}
+
+// readStat reads pid's stat, through p's kept descriptor when that is its
+// stat; otherwise it opens the file and returns the descriptor (statFD) for
+// holdFD to keep or close.
+func (c *CulpritSampler) readStat(dirfd, pid int, p *sampledProc) (st procStat, statFD int, ok bool) {
+	statFD = -1
+	n := -1
+	if p != nil && p.fd >= 0 && !p.sched {
+		var err error
+		if n, err = unix.Pread(p.fd, c.buf, 0); err != nil || n == 0 {
+			c.fds.close(p.fd) // gone; the pid may be another's now
+			p.fd, n = -1, -1
+		}
+	}
+	if n < 0 {
+		fd, err := unix.Openat(dirfd, strconv.Itoa(pid)+"/stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return st, -1, false
+		}
+		if n, err = readFull(fd, c.buf); err != nil || n == 0 {
+			unix.Close(fd)
+			return st, -1, false
+		}
+		statFD = fd
+	}
+	st, ok = parseProcStat(c.buf[:n])
+	if !ok && statFD >= 0 {
+		unix.Close(statFD)
+		statFD = -1
+	}
+	return st, statFD, ok
+}
+
+// holdFD decides which file of p to keep open for the next second: its
+// schedstat when it has one thread (and schedstat works here), else its
+// stat. statFD, when not -1, is a stat descriptor readStat opened: kept or
+// closed here. Past maxFDs nothing more is kept.
+func (c *CulpritSampler) holdFD(dirfd int, p *sampledProc, name string, threads int, statFD int) {
+	wantSched := threads == 1 && !c.noSchedstat
+	if wantSched {
+		if statFD >= 0 {
+			unix.Close(statFD)
+		}
+		if p.sched && p.fd >= 0 {
+			return
+		}
+		c.fds.close(p.fd) // a stat kept while it had more threads
+		p.fd, p.sched = -1, false
+		if c.fds.count() >= c.maxFDs {
+			return
+		}
+		fd, err := unix.Openat(dirfd, name+"/schedstat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			c.noSchedstat = c.noSchedstat || err == unix.ENOENT
+			return
+		}
+		n, err := unix.Pread(fd, c.buf, 0)
+		run, ok := parseDecimal(firstField(c.buf[:max(n, 0)]))
+		if err != nil || !ok || run == 0 {
+			// "0 0 0": the kernel keeps no run times (sched_info off).
+			c.noSchedstat = c.noSchedstat || err == nil && run == 0
+			unix.Close(fd)
+			return
+		}
+		c.fds.add(fd)
+		p.fd, p.sched, p.runNs = fd, true, run
+		return
+	}
+	if p.sched {
+		c.fds.close(p.fd)
+		p.fd, p.sched = -1, false
+	}
+	if statFD < 0 {
+		return // its kept stat was read
+	}
+	if p.fd < 0 && c.fds.count() < c.maxFDs {
+		c.fds.add(statFD)
+		p.fd = statFD
+		return
+	}
+	unix.Close(statFD)
+}
+
+// firstField is b up to its first space or newline.
+func firstField(b []byte) []byte {
+	for i, c := range b {
+		if c == ' ' || c == '\n' {
+			return b[:i]
+		}
+	}
+	return b
 }
 
 // listPIDs lists the process table (the numeric entries of the procfs

@@ -41,6 +41,9 @@ func TestCulpritsNameTheSpike(t *testing.T) {
 		t.Fatalf("first run is the baseline: %v, %v", samples, err)
 	}
 	spike := startBurner(t, "opsdash-spike", 1, nil, place)
+	// A single-threaded one too: its schedstat, not its stat, is read
+	// while it sleeps, and must show it running.
+	spin := cgrouptest.Spin(t, "opsdash-spin1", nil)
 
 	for second := range 3 {
 		time.Sleep(time.Second) // the second being measured, not synchronisation
@@ -60,6 +63,9 @@ func TestCulpritsNameTheSpike(t *testing.T) {
 		p := d.Procs.CPU[i]
 		if p.Name != "opsdash-spike" || p.CPUCores < 0.2 || p.Workload != workload {
 			t.Errorf("second %d: %+v; want opsdash-spike at 0.2 cores or more, in workload %q", second, p, workload)
+		}
+		if !slices.ContainsFunc(d.Procs.CPU, func(p collectors.CulpritProcess) bool { return p.PID == spin.Pid && p.CPUCores >= 0.1 }) {
+			t.Errorf("second %d: the single-threaded spinner %d is not among %s", second, spin.Pid, describeProcs(d.Procs.CPU))
 		}
 		if workload != "" {
 			j := slices.IndexFunc(d.Workloads.CPU, func(w collectors.CulpritWorkload) bool { return w.ID == workload })
