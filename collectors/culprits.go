@@ -54,7 +54,9 @@ const (
 	// workload looked up, to name each workload's top process.
 	culpritAttributed = 10
 	// culpritRediscover is how often the sampler walks the cgroup tree for
-	// workloads that came or went.
+	// workloads that came or went: as often as the workloads collector
+	// runs. (A new container's processes are named with their workload at
+	// once: that comes from /proc/<pid>/cgroup.)
 	culpritRediscover = 5 * time.Second
 	// CulpritRingBytes bounds the ring of seconds kept: at most
 	// maxCulpritEntryBytes per second, it holds at least
@@ -410,7 +412,7 @@ func (c *CulpritSampler) sampleProcs(ctx context.Context, now time.Time, dt floa
 			if ran || p.sched { // schedstat moved: it ran, if less than a tick
 				c.sampleIO(p, dirfd, name, now, dt)
 			} else if !p.ioDenied && !p.ioAt.IsZero() {
-				p.ioRate = ptr(0.0) // did not run: started no I/O
+				p.ioRate = &zeroRate // did not run: started no I/O
 			}
 		}
 		c.holdFD(dirfd, p, name, st.threads, statFD)
@@ -446,11 +448,9 @@ func (c *CulpritSampler) idle(p *sampledProc) bool {
 		return false
 	}
 	p.round = c.round
-	p.cores, p.growth = 0, 0
+	p.cores, p.growth, p.ioRate = 0, 0, nil
 	if !p.ioDenied && !p.ioAt.IsZero() {
-		p.ioRate = ptr(0.0)
-	} else {
-		p.ioRate = nil
+		p.ioRate = &zeroRate
 	}
 	return true
 }
@@ -536,6 +536,10 @@ func (c *CulpritSampler) holdFD(dirfd int, p *sampledProc, name string, threads 
 	}
 	unix.Close(statFD)
 }
+
+// zeroRate is the I/O rate of a process that did not run, shared (never
+// written) so that a second of a thousand idle processes allocates nothing.
+var zeroRate float64
 
 // firstField is b up to its first space or newline.
 func firstField(b []byte) []byte {
