@@ -24,6 +24,8 @@ var catalog = []entry{
 	{name: "proc.top", every: 2 * time.Second, build: always(newProcTop), topics: []string{"proc.top"}, onDemand: true},
 	{name: "sensors", every: 5 * time.Second, build: newSensors, topics: []string{"sensors.temp"}, onlyWith: "sensors"},
 	{name: "cgroup", every: 5 * time.Second, build: newOwnCgroup, topics: []string{"cgroup"}, onlyWith: "limits"},
+	{name: "workloads", every: 5 * time.Second, build: newWorkloads, topics: []string{"workloads", "workload.<id>"}, onlyWith: "cgroups"},
+	{name: "culprits", every: time.Second, build: always(newCulprits), topics: []string{"culprits"}},
 }
 
 // entry is one collector of the catalog.

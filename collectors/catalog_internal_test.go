@@ -72,7 +72,10 @@ func TestCatalogMatchesDeclaredTopics(t *testing.T) {
 				t.Errorf("%s: topic %s declared every %v, on demand %v; catalog: %v, %v", e.name, tp.Name, tp.Interval, tp.OnDemand, e.every, e.onDemand)
 			}
 		}
-		if !slices.Equal(names, e.topics) {
+		// Topics that come and go at run time ("workload.<id>") are
+		// documented by their pattern and not declared at start.
+		static := slices.DeleteFunc(slices.Clone(e.topics), func(t string) bool { return strings.Contains(t, "<") })
+		if !slices.Equal(names, static) {
 			t.Errorf("%s: declares topics %q, catalog documents %q", e.name, names, e.topics)
 		}
 	}

@@ -92,6 +92,8 @@ type Config struct {
 	NetInclude []string
 	// Intervals overrides a collector's default interval by name.
 	Intervals map[string]time.Duration
+	// Workloads configures the workloads collector (workloads.go).
+	Workloads WorkloadsConfig
 	// Logger receives the collectors' own log lines (a mount that stops
 	// answering, a container setting that looks wrong); nil means
 	// slog.Default().

@@ -386,7 +386,7 @@ func TestProcTopLive(t *testing.T) {
 	deadline := time.Now().Add(liveDeadline)
 	for {
 		d := collectOne(t, c, "live.proc.top").Data.(collectors.ProcTop)
-		checkKeys(t, "proc.top", d, "total", "by_cpu", "by_mem")
+		checkKeys(t, "proc.top", d, "total", "by_cpu", "by_mem", "by_io", "io_readable")
 		if d.Total < 2 {
 			t.Fatalf("total = %d processes, want at least this test and its spinner", d.Total)
 		}
@@ -394,7 +394,7 @@ func TestProcTopLive(t *testing.T) {
 			t.Fatalf("list sizes %d and %d, want 1..20", len(d.ByCPU), len(d.ByMem))
 		}
 		checkKeys(t, "proc.top process", d.ByCPU[0], "pid", "name", "user", "cpu_pct", "cpu_cores",
-			"rss_bytes", "threads", "state")
+			"rss_bytes", "threads", "state", "io_read_bytes_per_s", "io_write_bytes_per_s", "io_bytes_per_s")
 		for _, list := range [][]collectors.ProcInfo{d.ByCPU, d.ByMem} {
 			for _, p := range list {
 				checkPct(t, p.Name+" cpu_pct", p.CPUPct)

@@ -23,6 +23,14 @@ type ProcTop struct {
 	ByCPU []ProcInfo `json:"by_cpu"`
 	// ByMem holds up to 20 processes, largest resident memory first.
 	ByMem []ProcInfo `json:"by_mem"`
+	// ByIO holds up to 20 processes that did block I/O since the previous
+	// sample, the most first; only processes whose /proc/<pid>/io is
+	// readable (see IOReadable) can be in it.
+	ByIO []ProcInfo `json:"by_io"`
+	// IOReadable counts the processes whose /proc/<pid>/io could be read:
+	// all of them with CAP_SYS_PTRACE (or as root), otherwise only those of
+	// opsdash's own user.
+	IOReadable int `json:"io_readable"`
 }
 
 // ProcInfo is one process. CPU use is the average over the interval since
@@ -47,6 +55,13 @@ type ProcInfo struct {
 	// State is the scheduler state: running, sleeping, disk_sleep,
 	// zombie, stopped, tracing_stop, dead, idle, parked, unknown.
 	State string `json:"state"`
+	// IOReadBytesPerS and IOWriteBytesPerS are the block I/O the process
+	// caused (read_bytes, write_bytes of /proc/<pid>/io), IOBytesPerS
+	// their sum; null where that file is not readable, or on the process's
+	// first sample.
+	IOReadBytesPerS  *float64 `json:"io_read_bytes_per_s"`
+	IOWriteBytesPerS *float64 `json:"io_write_bytes_per_s"`
+	IOBytesPerS      *float64 `json:"io_bytes_per_s"`
 }
 
 const (
@@ -76,6 +91,8 @@ type procTopCollector struct {
 	mu       sync.Mutex
 	ncpu     int
 	rates    *counterRates[procKey]
+	ioRates  *counterRates[procKey]
+	ioRead   int // processes whose io file was readable in the last scan
 	lastScan time.Time
 	procs    []procStat // reused between scans
 	buf      []byte
@@ -106,6 +123,7 @@ func newProcTop(cfg Config, s spec) *procTopCollector {
 		clkTck:   float64(clockTicks()),
 		pageSize: uint64(os.Getpagesize()),
 		rates:    newCounterRates[procKey](),
+		ioRates:  newCounterRates[procKey](),
 		buf:      make([]byte, 4096),
 		users:    &userNames{path: paths.etcPath("passwd")},
 	}
@@ -137,10 +155,13 @@ func (c *procTopCollector) Collect(ctx context.Context) ([]Sample, error) {
 		return nil, err
 	}
 	byCPU, byMem := rankProcs(c.procs, procTopN)
+	byIO := rankProcsByIO(c.procs, procTopN)
 	data := ProcTop{
-		Total: total,
-		ByCPU: make([]ProcInfo, len(byCPU)),
-		ByMem: make([]ProcInfo, len(byMem)),
+		Total:      total,
+		ByCPU:      make([]ProcInfo, len(byCPU)),
+		ByMem:      make([]ProcInfo, len(byMem)),
+		ByIO:       make([]ProcInfo, len(byIO)),
+		IOReadable: c.ioRead,
 	}
 	// A process is often in both lists: describe it once.
 	described := make(map[int]ProcInfo, len(byCPU)+len(byMem))
@@ -158,6 +179,9 @@ func (c *procTopCollector) Collect(ctx context.Context) ([]Sample, error) {
 	}
 	for j, i := range byMem {
 		data.ByMem[j] = describe(i)
+	}
+	for j, i := range byIO {
+		data.ByIO[j] = describe(i)
 	}
 	return []Sample{{Topic: c.topic, Time: c.lastScan, Data: data}}, nil
 }
@@ -178,8 +202,11 @@ func (c *procTopCollector) scan(ctx context.Context) (int, error) {
 	uptime, _ := readUptime(c.paths) // only for processes seen for the first time
 
 	c.procs = c.procs[:0]
+	c.ioRead = 0
 	var cur [1]uint64
 	var rate [1]float64
+	var ioCur [2]uint64
+	var ioRate [2]float64
 	for i, name := range names {
 		if i%256 == 0 && ctx.Err() != nil {
 			return 0, ctx.Err()
@@ -206,9 +233,21 @@ func (c *procTopCollector) scan(ctx context.Context) (int, error) {
 			// window, so its average since start is its recent use.
 			p.cores = min(float64(p.ticks)/c.clkTck/age, float64(p.threads))
 		}
+		// Per-process I/O, where the kernel lets us read it (ptrace
+		// access: CAP_SYS_PTRACE, or the process is our own user's).
+		if n, err := readAt(dirfd, name+"/io", c.buf); err == nil {
+			if rd, wr, ok := parseProcIO(c.buf[:n]); ok {
+				c.ioRead++
+				ioCur[0], ioCur[1] = rd, wr
+				if c.ioRates.observe(procKey{pid, p.start}, at, ioCur[:], ioRate[:]) {
+					p.ioRead, p.ioWrite, p.ioOK = ioRate[0], ioRate[1], true
+				}
+			}
+		}
 		c.procs = append(c.procs, p)
 	}
 	c.rates.endRound()
+	c.ioRates.endRound()
 	c.lastScan = time.Now()
 	return len(c.procs), nil
 }
@@ -225,6 +264,11 @@ func (c *procTopCollector) describe(p *procStat) ProcInfo {
 		RSSBytes: p.rssPages * c.pageSize,
 		Threads:  p.threads,
 		State:    procStateName(p.state),
+	}
+	if p.ioOK {
+		info.IOReadBytesPerS = ptr(round2dp(p.ioRead))
+		info.IOWriteBytesPerS = ptr(round2dp(p.ioWrite))
+		info.IOBytesPerS = ptr(round2dp(p.ioRead + p.ioWrite))
 	}
 	pidDir := c.paths.procPath(strconv.Itoa(p.pid))
 	if n, err := readFile(filepath.Join(pidDir, "status"), c.buf); err == nil {
@@ -271,4 +315,20 @@ func rankProcs(procs []procStat, n int) (byCPU, byMem []int) {
 	slices.SortFunc(idx, byMemOrder)
 	byMem = slices.Clone(idx[:k])
 	return byCPU, byMem
+}
+
+// rankProcsByIO returns the indexes into procs of up to n processes that
+// did block I/O, the most first, ties by pid.
+func rankProcsByIO(procs []procStat, n int) []int {
+	var idx []int
+	for i := range procs {
+		if procs[i].ioOK && procs[i].ioRead+procs[i].ioWrite > 0 {
+			idx = append(idx, i)
+		}
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		pa, pb := &procs[a], &procs[b]
+		return cmp.Or(cmp.Compare(pb.ioRead+pb.ioWrite, pa.ioRead+pa.ioWrite), cmp.Compare(pa.pid, pb.pid))
+	})
+	return idx[:min(n, len(idx))]
 }

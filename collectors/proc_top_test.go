@@ -115,6 +115,7 @@ func TestProcTopFromHostProc(t *testing.T) {
 		},
 	}
 	want.ByMem = want.ByCPU
+	want.ByIO = []ProcInfo{}
 	if !reflect.DeepEqual(d, want) {
 		t.Fatalf("proc.top =\n %+v\nwant\n %+v", d, want)
 	}

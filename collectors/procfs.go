@@ -29,6 +29,9 @@ type procStat struct {
 	start    uint64 // starttime, clock ticks after boot
 	rssPages uint64
 	cores    float64 // CPU use, in cores
+
+	ioRead, ioWrite float64 // block I/O, bytes per second (proc.top)
+	ioOK            bool    // the I/O rates are known
 }
 
 func (p *procStat) name() string { return string(p.comm[:p.commLen]) }
@@ -48,28 +51,27 @@ func parseProcStat(b []byte) (procStat, bool) {
 	rest := b[end+1:]
 	var f [22][]byte // up to field 24 (rss)
 	nf := 0
-	for nf < len(f) {
-		for len(rest) > 0 && rest[0] == ' ' {
-			rest = rest[1:]
+	// One pass over the bytes: this runs for every process every second
+	// in the culprit sampler.
+	for i := 0; nf < len(f) && i < len(rest); {
+		for i < len(rest) && rest[i] == ' ' {
+			i++
 		}
-		if len(rest) == 0 || rest[0] == '\n' {
+		if i == len(rest) || rest[i] == '\n' {
 			break
 		}
-		e := bytes.IndexAny(rest, " \n")
-		if e < 0 {
-			e = len(rest)
+		j := i
+		for j < len(rest) && rest[j] != ' ' && rest[j] != '\n' {
+			j++
 		}
-		f[nf] = rest[:e]
+		f[nf] = rest[i:j]
 		nf++
-		rest = rest[e:]
+		i = j
 	}
 	if nf < len(f) || len(f[0]) != 1 {
 		return p, false
 	}
-	num := func(field int) (uint64, bool) { // field as numbered in proc(5)
-		v, err := strconv.ParseUint(string(f[field-3]), 10, 64)
-		return v, err == nil
-	}
+	num := func(field int) (uint64, bool) { return parseDecimal(f[field-3]) } // field as numbered in proc(5)
 	p.state = f[0][0]
 	utime, ok1 := num(14)
 	stime, ok2 := num(15)
@@ -87,6 +89,22 @@ func parseProcStat(b []byte) (procStat, bool) {
 	p.start = start
 	p.rssPages = rss
 	return p, true
+}
+
+// parseDecimal parses an unsigned decimal number without the string
+// conversion strconv needs.
+func parseDecimal(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return v, true
 }
 
 // parseStatusUID returns the effective uid from a /proc/<pid>/status file
@@ -258,4 +276,33 @@ func clockTicks() int {
 		}
 	}
 	return 100
+}
+
+// parseProcIO returns read_bytes and write_bytes of a /proc/<pid>/io file:
+// the bytes the process made the block layer read and write (page cache
+// hits and writes later truncated away count too, as the kernel counts
+// them). The file is readable only for processes one may ptrace: one's own
+// user's without CAP_SYS_PTRACE, any with it.
+func parseProcIO(b []byte) (read, write uint64, ok bool) {
+	var gotR, gotW bool
+	for len(b) > 0 {
+		var line []byte
+		line, b = cutLine(b)
+		k, v, found := bytes.Cut(line, []byte(": "))
+		if !found {
+			continue
+		}
+		switch string(k) {
+		case "read_bytes":
+			read, gotR = parseUintField(v)
+		case "write_bytes":
+			write, gotW = parseUintField(v)
+		}
+	}
+	return read, write, gotR && gotW
+}
+
+func parseUintField(b []byte) (uint64, bool) {
+	v, err := strconv.ParseUint(string(bytes.TrimSpace(b)), 10, 64)
+	return v, err == nil
 }

@@ -7,6 +7,9 @@
 //   [data-f=field]                  text = fmt(field, data[field])   (data-null: text for null)
 //   meter[data-m=field]             value = data[field]
 //   [data-list=field][data-key=k]   one child per data[field][i], keyed by item[k], from its <template>
+//                                   (data-sort=f: largest item[f] first)
+//   [data-a=field]                  data-v = data[field] ("" for null), for the stylesheet
+//   a[data-href="/x/{field}"]       href with each {field} filled in
 //   svg[data-chart]                 time series of data-series over the last data-window seconds
 (function () {
   'use strict';
@@ -93,21 +96,33 @@
   // fill writes obj's fields into root's [data-f], meter[data-m] and lists.
   function fill(root, obj) {
     if (!obj) return;
-    var els = $$('[data-f],[data-m],[data-list]', root);
+    var els = $$('[data-f],[data-m],[data-list],[data-a],[data-href]', root);
     for (var i = 0; i < els.length; i++) {
       var el = els[i];
       if (!owned(el, root)) continue;
       var f = el.getAttribute('data-f');
       if (f !== null && f in obj) { // a field the payload lacks keeps its text
         var v = obj[f];
-        var t = v === null ? (el.getAttribute('data-null') || '–') : fmt(f, v);
+        var t = v === null ? (el.hasAttribute('data-null') ? el.getAttribute('data-null') : '–') : fmt(f, v);
         if (el.textContent !== t) el.textContent = t;
       }
       var m = el.getAttribute('data-m');
       if (m !== null && typeof obj[m] === 'number') el.value = obj[m];
+      if (m !== null && m in obj) el.hidden = obj[m] === null; // no limit, no bar
       var l = el.getAttribute('data-list');
       if (l !== null) fillList(el, obj[l] || []);
+      var a = el.getAttribute('data-a');
+      if (a !== null && a in obj) el.setAttribute('data-v', obj[a] === null ? '' : obj[a]);
+      var h = el.getAttribute('data-href');
+      if (h !== null) el.setAttribute('href', h.replace(/\{(\w+)\}/g, function (_, k) { return encodeURIComponent(obj[k]); }));
     }
+  }
+
+  // sortItems: a copy of items, largest item[f] first, others last, ties
+  // kept (views.SortItems; Array sort is stable).
+  function sortItems(items, f) {
+    var n = function (it) { return typeof it[f] === 'number' ? it[f] : -Infinity; };
+    return items.slice().sort(function (a, b) { return n(b) - n(a); });
   }
 
   // fillList makes list's children match items, keyed by the list's data-key
@@ -122,6 +137,8 @@
       var k = kids[i].getAttribute('data-key');
       if (k !== null) existing[k] = kids[i];
     }
+    var sortBy = list.getAttribute('data-sort');
+    if (sortBy) items = sortItems(items, sortBy);
     var limit = +list.getAttribute('data-limit') || items.length;
     var prev = null;
     for (var j = 0; j < items.length && j < limit; j++) {
@@ -583,9 +600,112 @@
     };
   }
 
+  // ---- workloads and culprits: the Workloads card's order; who was on top
+  // where the pointer rests (or a finger taps) on the CPU, memory and disk
+  // charts, from GET /api/v1/culprits.
+
+  var wlLinks = $$('[data-wl-sort]');
+  for (var wi = 0; wi < wlLinks.length; wi++) {
+    wlLinks[wi].addEventListener('click', function (ev) {
+      var list = $('[data-testid=workload-rows]');
+      var u = list && latest[list.closest('[data-topic]').getAttribute('data-topic')];
+      if (!u) return; // no update yet: the link reloads
+      ev.preventDefault();
+      for (var k = 0; k < wlLinks.length; k++) wlLinks[k].setAttribute('aria-current', String(wlLinks[k] === this));
+      list.setAttribute('data-sort', this.getAttribute('data-wl-sort'));
+      fillList(list, u.data.workloads || []);
+      history.replaceState(null, '', this.getAttribute('href'));
+    });
+  }
+
+  // chart: list, field, words, unit
+  var CULPRITS = {
+    cpu: ['cpu', 'cpu_cores', 'CPU', ' cores'],
+    mem: ['mem_growth', 'mem_growth_bytes_per_s', 'memory growth', ''],
+    disk: ['io', 'io_bytes_per_s', 'disk I/O', '']
+  };
+
+  function culpritLi(ul, text, attr, val, href) {
+    var li = document.createElement('li'), el = li;
+    if (href) { el = document.createElement('a'); el.href = href; li.appendChild(el); }
+    el.textContent = text;
+    if (attr) li.setAttribute(attr, val);
+    ul.appendChild(li);
+  }
+
+  function renderCulprits(box, kind, res) {
+    var L = CULPRITS[kind], head = document.createElement('p'), ul = document.createElement('ul');
+    box.textContent = '';
+    box.hidden = false;
+    box.appendChild(head);
+    if (!res || !res.culprits) {
+      head.textContent = 'No culprits recorded for that second';
+      return;
+    }
+    head.textContent = 'Top by ' + L[2] + ' at ' + fmtTime(res.ts);
+    var c = res.culprits, ps = c.top_processes[L[0]] || [], ws = c.top_workloads[L[0]] || [];
+    ps.forEach(function (p) {
+      culpritLi(ul, p.name + ' (pid ' + p.pid + (p.workload ? ', ' + p.workload : '') + ') ' + fmt(L[1], p[L[1]]) + L[3], 'data-pid', p.pid);
+    });
+    ws.forEach(function (w) {
+      culpritLi(ul, w.kind + ' ' + w.name + ' ' + fmt(L[1], w[L[1]]) + L[3] + (w.top_process ? ', mostly ' + w.top_process + ' (pid ' + w.top_pid + ')' : ''),
+        'data-workload', w.id, '/workloads/' + encodeURIComponent(w.id));
+    });
+    if (!ps.length && !ws.length) culpritLi(ul, 'nothing above zero');
+    box.appendChild(ul);
+  }
+
+  // hookCulprits gives chart c a cursor and a box naming the culprits of
+  // the second under it.
+  function hookCulprits(c) {
+    var kind = c.el.getAttribute('data-chart'), fig = c.el.parentElement;
+    if (!CULPRITS[kind]) return;
+    var box = document.createElement('div');
+    box.className = 'culprits';
+    box.setAttribute('data-culprits', kind);
+    box.setAttribute('role', 'status');
+    box.hidden = true;
+    fig.appendChild(box);
+    var cursor = document.createElementNS('http://www.w3.org/2000/svg', 'line');
+    cursor.setAttribute('class', 'cursor');
+    cursor.setAttribute('y1', '-100');
+    cursor.setAttribute('y2', '0');
+    cursor.setAttribute('visibility', 'hidden');
+    c.el.appendChild(cursor);
+    var timer = 0, asked = 0;
+    function show(ev) {
+      if (!c.buf.length) return;
+      var r = c.el.getBoundingClientRect(), frac = Math.min(1, Math.max(0, (ev.clientX - r.left) / r.width));
+      var ts = Math.round(c.buf[c.buf.length - 1].ts - (1 - frac) * c.window), x = fixed(frac * c.window / 1000, 1);
+      cursor.setAttribute('x1', x);
+      cursor.setAttribute('x2', x);
+      cursor.setAttribute('data-ts', ts);
+      cursor.removeAttribute('visibility');
+      clearTimeout(timer);
+      timer = setTimeout(function () {
+        var sec = Math.round(ts / 1000);
+        if (sec === asked) return;
+        asked = sec;
+        fetch('/api/v1/culprits?at=' + ts, { cache: 'no-store', credentials: 'same-origin' })
+          .then(function (r) { return r.json(); })
+          .then(function (res) { if (asked === sec) renderCulprits(box, kind, res); }, function () { asked = 0; });
+      }, 120);
+    }
+    c.el.addEventListener('pointermove', show);
+    c.el.addEventListener('pointerdown', show); // tap
+    fig.addEventListener('pointerleave', function (ev) {
+      if (ev.pointerType !== 'mouse') return; // a tap's answer stays
+      clearTimeout(timer);
+      cursor.setAttribute('visibility', 'hidden');
+      box.hidden = true;
+      asked = 0;
+    });
+  }
+
   // ---- start
 
   initCharts();
+  if (body.getAttribute('data-page') === 'dashboard') charts.forEach(hookCulprits);
   // A card the server already judged stale (its value older than 3 intervals
   // by the server's clock) stays stale until a value arrives.
   var served = $$('[data-topic][data-state="stale"]');

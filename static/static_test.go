@@ -1,6 +1,7 @@
 package static_test
 
 import (
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -43,4 +44,32 @@ func TestPathPanicsForUnknownAsset(t *testing.T) {
 		}
 	}()
 	static.Path("nope.js")
+}
+
+// TestScriptsAreServedStripped: served scripts and stylesheets carry no
+// comment lines, indentation or blank lines, and the sources have nothing
+// that would make dropping a line unsafe (a template literal or a line
+// continuation could hold a line that starts with //).
+func TestScriptsAreServedStripped(t *testing.T) {
+	for _, a := range static.Assets() {
+		if !strings.HasSuffix(a.Name, ".js") && !strings.HasSuffix(a.Name, ".css") {
+			continue
+		}
+		src, err := os.ReadFile(a.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(a.Name, ".js") && (strings.Contains(string(src), "`") || strings.Contains(string(src), "\\\n")) {
+			t.Errorf("%s has a template literal or a line continuation: stripping its lines is not safe", a.Name)
+		}
+		if len(a.Body) >= len(src) {
+			t.Errorf("%s: served %d bytes of %d: nothing stripped", a.Name, len(a.Body), len(src))
+		}
+		for i, line := range strings.Split(string(a.Body), "\n") {
+			if line != strings.TrimSpace(line) || strings.HasPrefix(line, "//") || line == "" && i < strings.Count(string(a.Body), "\n") {
+				t.Errorf("%s: served line %d %q is blank, indented or a comment", a.Name, i+1, line)
+				break
+			}
+		}
+	}
 }

@@ -53,6 +53,8 @@
 //   - pattern.go: topic syntax and subscription patterns (ValidTopic,
 //     Pattern).
 //   - expire.go: published topics that are no longer published disappear.
+//   - runtime.go: topics declared and removed at run time (one per
+//     workload), their short history, seqs kept when they come back.
 //   - demand.go: the Demand callback, told when a topic gains its first or
 //     loses its last subscriber (on-demand collectors).
 //   - stats.go: counters and the Stats snapshot for /metrics.

@@ -12,22 +12,12 @@ func (r *Registry) expire(now time.Time) int {
 	}
 	var removed []gone
 	r.mu.Lock()
-	for name, t := range r.topics {
+	for _, t := range r.topics {
 		if !t.published || now.Sub(t.lastPublish) < r.cfg.PublishedTTL {
 			continue
 		}
-		delete(r.topics, name)
-		r.unindexTopicLocked(t)
 		r.published--
-		t.removed.Store(true)
-		if len(r.tombstones) >= max(r.cfg.MaxTopics, DefaultMaxTopics) {
-			for k := range r.tombstones { // evict an arbitrary one: the map stays bounded
-				delete(r.tombstones, k)
-				break
-			}
-		}
-		r.tombstones[name] = t.seq
-		removed = append(removed, gone{t, t.subscribersLocked()})
+		removed = append(removed, gone{t, r.dropLocked(t)})
 	}
 	r.mu.Unlock()
 	if len(removed) == 0 {

@@ -186,7 +186,7 @@ func (r *Registry) storeAndOffer(t *topic, created bool, seq uint64, tsMS int64,
 	if t.published {
 		histBytes = r.cfg.PublishedHistoryBytes
 	}
-	t.hist.push(HistoryEntry{Seq: seq, TS: tsMS, Data: data}, r.cfg.HistoryLen, histBytes)
+	t.hist.push(HistoryEntry{Seq: seq, TS: tsMS, Data: data}, t.historyLen(r.cfg.HistoryLen), histBytes)
 	frame := t.frame
 	subs := t.subscribersLocked()
 	r.mu.Unlock()

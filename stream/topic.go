@@ -26,6 +26,8 @@ type topic struct {
 	onDemand    bool
 	declared    bool // through Declare (never expires)
 	published   bool // created through PublishJSON (counts against MaxTopics, expires)
+	runtime     bool // declared through DeclareRuntime: Undeclare removes it (runtime.go)
+	histLen     int  // when > 0, the history keeps at most this many values (runtime.go)
 	lastPublish time.Time
 
 	failing bool

@@ -29,6 +29,7 @@ type hostOpts struct {
 	cores, mounts, ifaces, disks, procs int
 	history                             int  // values per charted topic
 	temps, cgroup                       bool // optional families
+	workloads                           int  // containers, pods and services (workloads_test.go)
 	cpuStatus                           error
 	staleCPU                            bool // the cpu topic's latest value is a minute old
 }
@@ -142,6 +143,7 @@ func newHost(t testing.TB, o hostOpts) *stream.Registry {
 			CPUUsagePct: f64(8.33), MemoryLimitBytes: nil, MemoryUsageBytes: 300 << 20, MemoryWorkingSetBytes: 200 << 20,
 		})
 	}
+	publishWorkloads(reg, o.workloads, hist)
 	return reg
 }
 

@@ -157,12 +157,15 @@ type Dashboard struct {
 	Meta
 	// Hostname is the host's name from the host topic, else the host id.
 	Hostname string
-	// Procs is the process table's order: "cpu" or "mem".
+	// Procs is the process table's order: "cpu", "mem" or "io".
 	Procs string
 	// ProcLimit is how many processes the table shows.
 	ProcLimit int
 	// Charts by ID: cpu, mem, net, disk.
 	Charts map[string]*Chart
+	// WorkloadsBy is the Workloads card's order, "cpu" or "mem"
+	// (WithWorkloadsSort, workloads.go).
+	WorkloadsBy string
 
 	topics map[string]*TopicView
 }
@@ -176,7 +179,7 @@ func (d Dashboard) T(suffix string) *TopicView {
 // dashboardTopics are the host's topics the dashboard shows, by suffix.
 var dashboardTopics = []string{
 	"host", "cpu", "cpu.cores", "mem", "swap", "load", "disk.usage", "disk.io",
-	"net.io", "net.conns", "sensors.temp", "cgroup", "proc.top",
+	"net.io", "net.conns", "sensors.temp", "cgroup", "proc.top", "workloads",
 }
 
 // chartDefs are the dashboard's charts; Fill completes them from history.
@@ -206,8 +209,8 @@ func NewDashboard(src Source, cache *SeriesCache, procs string, now time.Time) D
 		Charts:    map[string]*Chart{},
 		topics:    map[string]*TopicView{},
 	}
-	if procs == "mem" {
-		d.Procs = "mem"
+	if procs == "mem" || procs == "io" {
+		d.Procs = procs
 	}
 	known := map[string]stream.TopicState{}
 	for _, t := range src.Topics() {

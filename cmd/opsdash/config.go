@@ -75,6 +75,7 @@ type serveConfig struct {
 	TLS              tlsConfig
 	Metrics          metricsConfig
 	Fleet            fleetConfig // fleet.go: hub (--nats-listen) or replica (--nats)
+	Workloads        workloadsConfig
 
 	publishTokenFromFile bool             // PublishToken was read from PublishTokenFile
 	proxies              clientip.Proxies // TrustedProxies, parsed by validate
@@ -132,6 +133,7 @@ func newServeFlags(cfg *serveConfig) *flag.FlagSet {
 	cfg.TLS.register(fs)
 	cfg.Metrics.register(fs)
 	cfg.Fleet.register(fs)
+	cfg.Workloads.register(fs)
 	return fs
 }
 
@@ -195,6 +197,7 @@ func (c *serveConfig) validate() error {
 	}
 	errs = append(errs, c.Metrics.validate(c.Auth.Token)...)
 	errs = append(errs, c.Fleet.validate()...)
+	errs = append(errs, c.Workloads.validate()...)
 	for _, p := range c.NetInclude {
 		if _, err := path.Match(p, ""); err != nil {
 			errs = append(errs, fmt.Errorf("--net-include %q: %v", p, err))

@@ -197,7 +197,7 @@ func startFleet(cfg serveConfig, reg *stream.Registry, hostID, hostRoot string, 
 			n.close()
 			return nil, err
 		}
-		set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: hostRoot, NetInclude: cfg.NetInclude, Intervals: cfg.Intervals, Logger: log})
+		set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: hostRoot, NetInclude: cfg.NetInclude, Intervals: cfg.Intervals, Logger: log, Workloads: cfg.Workloads.collectors()})
 		n.sched = collectors.NewScheduler(collectors.SchedulerConfig{Sink: n.agent, Logger: log, Observer: obs}, set...)
 		n.agent.OnDemand(n.sched.SetDemand)
 	}

@@ -124,6 +124,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	var sched *collectors.Scheduler // single mode: this host's collectors feed reg
 	var fl *fleetNode               // hub or replica: NATS feeds reg (fleet.go)
 	var readyz fiber.Handler
+	var culprits httpapi.CulpritSource // single mode: GET /api/v1/culprits from this host's sampler
 	if cfg.Fleet.mode() != "" {
 		var err error
 		if fl, err = startFleet(cfg, reg, hostID, hostRoot, met.CollectorObserver(), log); err != nil {
@@ -132,8 +133,11 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		defer fl.close()
 		readyz = fl.readyzHandler(&draining)
 	} else {
-		set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: hostRoot, NetInclude: cfg.NetInclude, Intervals: cfg.Intervals, Logger: log})
+		set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: hostRoot, NetInclude: cfg.NetInclude, Intervals: cfg.Intervals, Logger: log,
+			Workloads: cfg.Workloads.collectors()})
+		collectors.UseRuntimeTopics(set, reg) // one topic per workload, declared and removed as they come and go
 		sched = collectors.NewScheduler(collectors.SchedulerConfig{Sink: reg, Logger: log, Observer: met.CollectorObserver()}, set...)
+		culprits = culpritSource(set)
 		reg.OnDemand(sched.SetDemand)
 		readyz = readyzHandler(&draining, sched)
 	}
@@ -169,6 +173,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		CheckHost:    cfg.Auth.Token == "",
 		Hosts:        append(httpapi.LocalNames(), hostID),
 		AllowedHosts: cfg.AllowedHosts,
+		Culprits:     culprits,
 		Session: stream.SessionConfig{
 			Heartbeat:         cfg.Heartbeat,
 			MaxSubscriptions:  limitFlag(cfg.MaxSubs),

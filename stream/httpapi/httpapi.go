@@ -148,6 +148,9 @@ type Config struct {
 	// AllowedHosts are more hosts the Host check allows: names, IP
 	// addresses, "*.example.com" (its subdomains) or "*" (any host).
 	AllowedHosts []string
+	// Culprits answers GET /api/v1/culprits (culprits.go); nil answers
+	// 404.
+	Culprits CulpritSource
 }
 
 // Server is the HTTP edge of one stream.Registry. Create it with New and
@@ -292,6 +295,7 @@ func (s *Server) answerDraining(c *fiber.Ctx) error {
 //	GET  /api/v1/topics        topic list
 //	GET  /api/v1/topics/:topic one topic's latest value (?history=N)
 //	POST /api/v1/publish       publish API (404 unless PublishToken)
+//	GET  /api/v1/culprits?at=T who was on top at T (404 unless Culprits)
 func (s *Server) Register(r fiber.Router) {
 	s.keepHijacked(r) // detach.go
 	r.Get("/ws", s.checkOrigin, s.wsHandler())
@@ -299,6 +303,7 @@ func (s *Server) Register(r fiber.Router) {
 	r.Get("/api/v1/topics", s.handleTopics)
 	r.Get("/api/v1/topics/:topic", s.handleTopic)
 	r.Post("/api/v1/publish", s.handlePublish)
+	r.Get("/api/v1/culprits", s.handleCulprits)
 }
 
 // Drain closes every WebSocket with 1001 and ends every SSE stream, and

@@ -27,6 +27,7 @@ const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 
 //	GET /                 the dashboard of this host (?procs=mem orders processes by memory)
 //	GET /topics           the topic explorer (?pattern=web-1.>)
 //	GET /topics/{topic}   one topic, watched live
+//	GET /workloads/{id}   one container, pod or service (?workloads=mem on / orders the card by memory)
 //	GET /static/{name}    assets under content-hashed names, cached for a year
 //
 // Pages are rendered from reg's current state on every request (no-store:
@@ -42,7 +43,7 @@ func Register(app *fiber.App, reg *stream.Registry, log *slog.Logger) {
 		return err
 	}
 	app.Get("/", func(c *fiber.Ctx) error {
-		return render(c, fiber.StatusOK, views.DashboardPage(views.NewDashboard(reg, charts, c.Query("procs"), time.Now())))
+		return render(c, fiber.StatusOK, views.DashboardPage(views.NewDashboard(reg, charts, c.Query("procs"), time.Now()).WithWorkloadsSort(c.Query("workloads"))))
 	})
 	app.Get("/topics", func(c *fiber.Ctx) error {
 		return render(c, fiber.StatusOK, views.TopicsPage(views.NewExplorer(reg, c.Query("pattern"), time.Now())))
@@ -54,6 +55,14 @@ func Register(app *fiber.App, reg *stream.Registry, log *slog.Logger) {
 			status = fiber.StatusNotFound
 		}
 		return render(c, status, views.TopicPage(d))
+	})
+	app.Get("/workloads/:id", func(c *fiber.Ctx) error {
+		p := views.NewWorkloadPage(reg, charts, c.Params("id"), time.Now())
+		status := fiber.StatusOK
+		if !p.Found {
+			status = fiber.StatusNotFound
+		}
+		return render(c, status, views.WorkloadPageView(p))
 	})
 	app.Get(static.Prefix+":name", serveAsset)
 }

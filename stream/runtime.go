@@ -1,0 +1,95 @@
+package stream
+
+import (
+	"github.com/opsdash/opsdash/collectors"
+)
+
+// Run-time topics: topics that exist while something on the host does (one
+// per container, pod or service) rather than for the life of the server.
+// The collector that finds them declares each with DeclareRuntime when it
+// appears and removes it with Undeclare when it is gone for good. Between
+// the two the topic is an ordinary declared topic: listed, subscribable by
+// pattern, never expired by PublishedTTL. Its seq survives removal
+// (tombstones, as for expired published topics), so a workload that comes
+// back under the same name continues its seq instead of starting over at 1,
+// and a client that kept a pattern matching it sees no seq going backwards.
+
+var _ collectors.RuntimeTopics = (*Registry)(nil)
+
+// DeclareRuntime declares a topic that exists until Undeclare removes it.
+// history, when positive, caps the values its history keeps below
+// RegistryConfig.HistoryLen: there can be hundreds of such topics, each
+// with a short history. Declaring a topic that exists updates its
+// metadata; a catalog topic (Declare) is never turned into a run-time one.
+// It implements collectors.RuntimeTopics.
+func (r *Registry) DeclareRuntime(info collectors.TopicInfo, history int) {
+	if !ValidTopic(info.Name) {
+		r.log.Warn("stream: declare run-time topic: invalid topic name", "topic", info.Name)
+		return
+	}
+	r.mu.Lock()
+	t := r.topics[info.Name]
+	if t == nil {
+		t = r.newTopicLocked(info.Name)
+		t.runtime = true
+	}
+	if t.published {
+		// Someone published under this name before: the collector's
+		// declaration owns it from now on.
+		t.published = false
+		t.runtime = true
+		r.published--
+	}
+	if t.runtime {
+		t.histLen = max(history, 0)
+	}
+	t.declared = true
+	t.interval, t.description, t.onDemand = info.Interval, info.Description, info.OnDemand
+	r.mu.Unlock()
+}
+
+// Undeclare removes a topic declared with DeclareRuntime: it leaves lists
+// and the REST API, its subscribers forget it (their patterns stay, and
+// match it again if it comes back), and its last seq is kept for a later
+// DeclareRuntime of the same name. Other topics are left alone.
+// It implements collectors.RuntimeTopics.
+func (r *Registry) Undeclare(name string) {
+	r.mu.Lock()
+	t := r.topics[name]
+	if t == nil || !t.runtime {
+		r.mu.Unlock()
+		return
+	}
+	subs := r.dropLocked(t)
+	r.mu.Unlock()
+	r.counters.expired.Add(1)
+	for _, rt := range subs {
+		rt.s.forget(rt.slot)
+	}
+	r.notifyDemand([]*topic{t})
+}
+
+// dropLocked removes t from the registry, keeping its seq in the
+// tombstones, and returns its routes, which the caller makes their
+// sessions forget once r.mu is released. r.mu must be held for writing.
+func (r *Registry) dropLocked(t *topic) []route {
+	delete(r.topics, t.name)
+	r.unindexTopicLocked(t)
+	t.removed.Store(true)
+	if len(r.tombstones) >= max(r.cfg.MaxTopics, DefaultMaxTopics) {
+		for k := range r.tombstones { // evict an arbitrary one: the map stays bounded
+			delete(r.tombstones, k)
+			break
+		}
+	}
+	r.tombstones[t.name] = t.seq
+	return t.subscribersLocked()
+}
+
+// historyLen is how many values t's history keeps.
+func (t *topic) historyLen(registryLen int) int {
+	if t.histLen > 0 {
+		return min(t.histLen, registryLen)
+	}
+	return registryLen
+}

@@ -1,0 +1,58 @@
+package stream_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/opsdash/opsdash/collectors"
+	"github.com/opsdash/opsdash/stream"
+)
+
+// A workload's topic is declared when it appears, listed and delivered to a
+// pattern that matches it, keeps a short history, leaves lists and
+// subscribers when removed, and continues its seq when it comes back.
+func TestRuntimeTopicLifecycle(t *testing.T) {
+	r := newRegistry(t)
+	c := newFakeConn(t)
+	s := openSession(t, r, c, stream.SessionConfig{})
+	mustHandle(t, s, `{"type":"subscribe","id":"1","topics":["web-1.workload.*"]}`)
+	c.waitMsg(t, "subscribed", isReply("subscribed", "1"))
+
+	name := "web-1.workload.docker-3f2a9c1b7d4e"
+	info := collectors.TopicInfo{Name: name, Interval: 2 * time.Second, Description: "a container"}
+	r.DeclareRuntime(info, 3)
+	if st, ok := r.Topic(name, 0); !ok || st.Status != stream.StatusPending || st.IntervalMS != 2000 {
+		t.Fatalf("declared topic: %+v, %v; want pending at 2000 ms", st, ok)
+	}
+	for v := 1; v <= 5; v++ {
+		publish(r, name, v)
+	}
+	c.waitMsg(t, "the fifth value", isUpdate(name, 5))
+	if st, _ := r.Topic(name, 10); len(st.History) != 3 || st.History[2].Seq != 5 {
+		t.Fatalf("history %+v; want the last 3 values", st.History)
+	}
+
+	r.Undeclare(name)
+	if _, ok := r.Topic(name, 0); ok || slices.ContainsFunc(r.Topics(), func(t stream.TopicState) bool { return t.Name == name }) {
+		t.Fatal("an undeclared topic is still listed")
+	}
+	publish(r, "web-1.cpu", 1) // a topic that stays: Undeclare leaves it alone
+	r.Undeclare("web-1.cpu")
+	if _, ok := r.Topic("web-1.cpu", 0); !ok {
+		t.Fatal("Undeclare removed a topic DeclareRuntime did not declare")
+	}
+
+	// Back again: the same name continues at seq 6, and the pattern that
+	// matched it delivers it again.
+	r.DeclareRuntime(info, 3)
+	publish(r, name, 6)
+	c.waitMsg(t, "the topic back at seq 6", isUpdate(name, 6))
+	// (Values published back to back may be conflated: seqs only rise.)
+	if got := updates(c.messages(), name); !slices.IsSorted(got) || got[len(got)-2] != 5 || got[len(got)-1] != 6 {
+		t.Fatalf("seqs %v, want rising, ending 5, 6", got)
+	}
+	if n := r.SubscriberCount(name); n != 1 {
+		t.Fatalf("routed to %d sessions, want 1", n)
+	}
+}
