@@ -15,9 +15,10 @@ import (
 // at most a handful of goroutines ever compete with it for the CPU (one
 // writer goroutine per session let a single publish make 5,000 goroutines
 // runnable, and the publisher waited behind all of them). The inbox keeps
-// the newest value per topic: a loop that is behind takes only that, and
-// offers it to its own sessions' mailboxes at the start of its next round;
-// a session that the offer finds idle joins the round.
+// the newest value per topic (per topic and routes, see offer): a loop
+// that is behind takes only that, and offers it to its own sessions'
+// mailboxes at the start of its next round; a session that the offer finds
+// idle joins the round.
 //
 // A session's turn (Session.turn) takes everything pending for it (replies,
 // then the newest value of each pending topic, up to turnBytes) and hands
@@ -109,7 +110,7 @@ type flusher struct {
 	mu      sync.Mutex
 	ready   fifo[*Session]
 	recent  fifo[recentEntry]
-	inbox   map[*topic]int // topic → its value's index in values
+	inbox   map[*topic]int // topic → its newest value's index in values
 	values  []loopValue    // published values not yet offered, in order
 	running bool
 	wake    chan struct{} // a session became ready while the loop waits
@@ -129,11 +130,18 @@ type loopValue struct {
 // offer hands published values to every flush loop's inbox. Each loop
 // takes them under one lock, so values published together reach a session
 // in the same round (one write).
+//
+// A value replaces the one of its topic waiting in the inbox only when
+// both have the same routes: the replaced value then counts as dropped for
+// exactly the sessions it was offered to (Stats: offered = sent + dropped).
+// When the routes changed in between (a session subscribed or left), both
+// stay, each offered to its own routes, and the mailboxes conflate them.
 func (fs *flushSet) offer(vals ...loopValue) {
 	for _, f := range fs.loops {
 		f.mu.Lock()
 		for _, v := range vals {
-			if i, ok := f.inbox[v.t]; ok {
+			i, ok := f.inbox[v.t]
+			if ok && sameRoutes(f.values[i].subs, v.subs) {
 				old := &f.values[i]
 				if v.seq < old.seq { // overtaken by a concurrent publish: the older one loses
 					old.skipped++
@@ -146,7 +154,9 @@ func (fs *flushSet) offer(vals ...loopValue) {
 			if f.inbox == nil {
 				f.inbox = make(map[*topic]int)
 			}
-			f.inbox[v.t] = len(f.values)
+			if !ok || v.seq > f.values[i].seq {
+				f.inbox[v.t] = len(f.values) // later values of the topic merge into the newest
+			}
 			f.values = append(f.values, v)
 		}
 		start := !f.running
@@ -154,6 +164,13 @@ func (fs *flushSet) offer(vals ...loopValue) {
 		f.mu.Unlock()
 		f.started(start)
 	}
+}
+
+// sameRoutes reports whether a and b are the same route list: a topic's
+// list is never modified, only replaced when its routes change
+// (subscribersLocked), so the same list is the same routes.
+func sameRoutes(a, b []route) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // recentEntry is a session in its window, which ends at due. seq tells a
