@@ -122,7 +122,8 @@ func (r *Registry) NewEpoch(instance string) {
 
 // Backfill adds past values of topic name older than the oldest it holds
 // (a replica loads history from the fleet's store only when asked for it),
-// keeping HistoryLen and HistoryBytes. It returns how many were added; an
+// keeping the topic's bounds on history (HistoryLen, or a run-time topic's
+// shorter one, and HistoryBytes). It returns how many were added; an
 // unknown topic takes none.
 func (r *Registry) Backfill(name string, past []HistoryEntry) int {
 	r.mu.Lock()
@@ -153,7 +154,7 @@ func (r *Registry) Backfill(name string, past []HistoryEntry) int {
 	}
 	var h ring
 	for _, e := range append(older, have...) {
-		h.push(e, r.cfg.HistoryLen, histBytes)
+		h.push(e, t.historyLen(r.cfg.HistoryLen), histBytes)
 	}
 	t.hist = h
 	return len(older)

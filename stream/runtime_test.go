@@ -56,3 +56,25 @@ func TestRuntimeTopicLifecycle(t *testing.T) {
 		t.Fatalf("routed to %d sessions, want 1", n)
 	}
 }
+
+// A run-time topic's short history stays short when older values are
+// loaded into it (Backfill), as it does when values are published.
+func TestRuntimeTopicHistoryCapHoldsForBackfill(t *testing.T) {
+	r := newRegistry(t)
+	name := "web-1.workload.docker-3f2a9c1b7d4e"
+	r.DeclareRuntime(collectors.TopicInfo{Name: name, Interval: 5 * time.Second}, 3)
+	r.PublishAt(stream.Sequenced{Topic: name, Seq: 10, Data: []byte(`{"v":10}`)})
+	var past []stream.HistoryEntry
+	for seq := uint64(1); seq <= 9; seq++ {
+		past = append(past, stream.HistoryEntry{Seq: seq, Data: []byte(`{}`)})
+	}
+	r.Backfill(name, past)
+	st, _ := r.Topic(name, 100)
+	var seqs []uint64
+	for _, h := range st.History {
+		seqs = append(seqs, h.Seq)
+	}
+	if !slices.Equal(seqs, []uint64{8, 9, 10}) {
+		t.Fatalf("history seqs %v, want [8 9 10]: the topic's cap of 3, newest kept", seqs)
+	}
+}
