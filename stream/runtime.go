@@ -76,13 +76,7 @@ func (r *Registry) dropLocked(t *topic) []route {
 	delete(r.topics, t.name)
 	r.unindexTopicLocked(t)
 	t.removed.Store(true)
-	if len(r.tombstones) >= max(r.cfg.MaxTopics, DefaultMaxTopics) {
-		for k := range r.tombstones { // evict an arbitrary one: the map stays bounded
-			delete(r.tombstones, k)
-			break
-		}
-	}
-	r.tombstones[t.name] = t.seq
+	r.tombstoneLocked(t.name, t.seq)
 	return t.subscribersLocked()
 }
 
