@@ -67,7 +67,7 @@
 //
 // Session.mu before Registry.mu, never the other way round; publishers take
 // Registry.mu only to update the topic and copy its route slice, and offer
-// to sessions after releasing it. Registry.demandMu and Registry.sessMu are
-// leaves. Each lock's declaration restates its rule (registry.go,
-// session.go).
+// to sessions after releasing it. Registry.demandMu, Registry.sessMu and
+// each flush loop's mutex are leaves. Each lock's declaration restates its
+// rule (registry.go, session.go, flush.go).
 package stream

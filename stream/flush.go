@@ -104,9 +104,9 @@ func (fs *flushSet) loopFor(order uint64) *flusher { return fs.loops[order%uint6
 type flusher struct {
 	r *Registry
 
-	// mu guards what follows. Lock order: taken after Session.mu (an offer
-	// queues its session holding it); the loop holds no session's lock
-	// while it holds mu.
+	// mu guards what follows. A leaf: nothing else is locked while it is
+	// held, and it is taken with no other lock held (a session is queued
+	// after its Session.mu is released, a value after Registry.mu).
 	mu      sync.Mutex
 	ready   fifo[*Session]
 	recent  fifo[recentEntry]

@@ -20,9 +20,9 @@ import (
 // Lock order: Session.mu before Registry.mu, never the other way round (a
 // subscribe changes the routes holding both). A publisher holds
 // Registry.mu only to update the topic and take its route slice, and
-// offers to the sessions after releasing it. demandMu and sessMu are
-// leaves: nothing else is locked while either is held, and the Demand
-// callback runs with no lock held.
+// offers to the sessions after releasing it. demandMu, sessMu and each
+// flush loop's mutex (flush.go) are leaves: nothing else is locked while
+// one is held, and the Demand callback runs with no lock held.
 type Registry struct {
 	cfg      RegistryConfig
 	instance atomic.Pointer[string] // hello "instance"; replaced by SetInstance (fleet.go)

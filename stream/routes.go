@@ -37,9 +37,11 @@ type patternEntry struct {
 // modified afterwards, so it can be used after r.mu is released. It is
 // rebuilt only after the set changed, which is rare next to publishes.
 //
-// The routes are sorted by Session.order, the same order in every topic, so
-// a batch can merge its topics' lists session by session without a map
-// (batch.deliver).
+// The routes are sorted by Session.order: a fan-out reaches the sessions
+// in the same order in every topic and from one rebuild to the next, an
+// order that does not follow how old their connections are (scramble).
+// The flush loops' inboxes tell a changed route list from the same one by
+// identity (sameRoutes).
 func (t *topic) subscribersLocked() []route {
 	if t.subsList == nil && len(t.subs) > 0 {
 		l := make([]route, 0, len(t.subs))
