@@ -104,10 +104,13 @@ func TestFullReplyQueueBlocksHandle(t *testing.T) {
 	mustHandle(t, s, `{"type":"ping","id":"2"}`)
 	returned := make(chan error, 1)
 	go func() { returned <- s.Handle([]byte(`{"type":"ping","id":"3"}`)) }()
+	// Handle counts the session as paused when it finds the FIFO full and
+	// is about to wait.
+	waitFor(t, "Handle waiting for reply space", func() bool { return r.Stats().ReadingPaused == 1 })
 	select {
 	case err := <-returned:
 		t.Fatalf("Handle returned (%v) while the reply FIFO was full", err)
-	case <-time.After(50 * time.Millisecond):
+	default:
 	}
 	if stats := r.Stats(); stats.ReplyQueueDepth != 2 {
 		t.Fatalf("ReplyQueueDepth = %d, want 2", stats.ReplyQueueDepth)
