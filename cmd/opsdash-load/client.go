@@ -258,7 +258,27 @@ type clientSet struct {
 // retrying each up to three times. patterns(i) gives client i's patterns,
 // slow(i) whether it stops reading after subscribing. Readers start at once.
 func dialAll(ctx context.Context, cfg *clientConfig, n, parallel int, patterns func(int) []string, slow func(int) bool) (*clientSet, int, error) {
-	set := &clientSet{cfg: cfg, clients: make([]*client, n)}
+	set := &clientSet{cfg: cfg}
+	clients, failed, err := dialParallel(ctx, n, parallel,
+		func(i int) (*client, error) { return connect(ctx, cfg, i, patterns(i), slow(i)) },
+		func(c *client) {
+			if !c.slow {
+				set.wg.Add(1)
+				go func() { defer set.wg.Done(); c.readLoop(cfg) }()
+			}
+		})
+	set.clients = clients
+	return set, failed, err
+}
+
+// dialParallel makes n connections with dial, at most parallel handshakes
+// in flight, each tried up to three times with a growing pause between
+// tries (cut short when ctx ends). started is called with each connection
+// that came up (to start its reader). It returns the connections that
+// came up, in order of i, how many did not, and the first failure.
+func dialParallel[C any](ctx context.Context, n, parallel int, dial func(i int) (C, error), started func(C)) ([]C, int, error) {
+	conns := make([]C, n)
+	up := make([]bool, n)
 	var failed atomic.Int64
 	var firstErr atomic.Value
 	jobs := make(chan int)
@@ -268,7 +288,7 @@ func dialAll(ctx context.Context, cfg *clientConfig, n, parallel int, patterns f
 		go func() {
 			defer dialers.Done()
 			for i := range jobs {
-				var c *client
+				var c C
 				var err error
 				for attempt := range 3 {
 					if attempt > 0 {
@@ -281,7 +301,7 @@ func dialAll(ctx context.Context, cfg *clientConfig, n, parallel int, patterns f
 						err = ctx.Err()
 						break
 					}
-					if c, err = connect(ctx, cfg, i, patterns(i), slow(i)); err == nil {
+					if c, err = dial(i); err == nil {
 						break
 					}
 				}
@@ -290,11 +310,8 @@ func dialAll(ctx context.Context, cfg *clientConfig, n, parallel int, patterns f
 					firstErr.CompareAndSwap(nil, err.Error())
 					continue
 				}
-				set.clients[i] = c
-				if !c.slow {
-					set.wg.Add(1)
-					go func() { defer set.wg.Done(); c.readLoop(cfg) }()
-				}
+				conns[i], up[i] = c, true
+				started(c)
 			}
 		}()
 	}
@@ -306,19 +323,18 @@ func dialAll(ctx context.Context, cfg *clientConfig, n, parallel int, patterns f
 	}
 	close(jobs)
 	dialers.Wait()
-	// Keep only the clients that connected, in order.
-	ok := set.clients[:0]
-	for _, c := range set.clients {
-		if c != nil {
+	// Keep only the connections that came up, in order.
+	ok := conns[:0]
+	for i, c := range conns {
+		if up[i] {
 			ok = append(ok, c)
 		}
 	}
-	set.clients = ok
 	var err error
 	if s, _ := firstErr.Load().(string); s != "" {
 		err = errors.New(s)
 	}
-	return set, int(failed.Load()), err
+	return ok, int(failed.Load()), err
 }
 
 // closeAll closes every connection and waits for the read loops.

@@ -161,57 +161,17 @@ func (c *peerClient) handle(sh *peerShared, msg []byte, now time.Time) {
 // their read loops.
 func dialPeers(ctx context.Context, s *peerServer, sh *peerShared, n, parallel int) ([]*peerClient, *sync.WaitGroup, error) {
 	d := newDialer(sourceAddrs((n+9999)/10000), 0)
-	clients := make([]*peerClient, n)
-	var firstErr atomic.Value
-	var failed atomic.Int64
-	jobs := make(chan int)
-	var dialers, readers sync.WaitGroup
-	for range parallel {
-		dialers.Add(1)
-		go func() {
-			defer dialers.Done()
-			for i := range jobs {
-				var c *peerClient
-				var err error
-				for attempt := 0; attempt < 3 && ctx.Err() == nil; attempt++ {
-					if c, err = dialPeer(ctx, s, d, i); err == nil {
-						break
-					}
-					time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
-				}
-				if c == nil {
-					failed.Add(1)
-					if err != nil {
-						firstErr.CompareAndSwap(nil, err.Error())
-					}
-					continue
-				}
-				clients[i] = c
-				readers.Add(1)
-				go func() { defer readers.Done(); c.readLoop(sh) }()
-			}
-		}()
+	var readers sync.WaitGroup
+	clients, failed, err := dialParallel(ctx, n, parallel,
+		func(i int) (*peerClient, error) { return dialPeer(ctx, s, d, i) },
+		func(c *peerClient) {
+			readers.Add(1)
+			go func() { defer readers.Done(); c.readLoop(sh) }()
+		})
+	if failed > 0 {
+		err = fmt.Errorf("%d of %d clients failed to connect, first error: %v", failed, n, err)
 	}
-	for i := range n {
-		select {
-		case jobs <- i:
-		case <-ctx.Done():
-		}
-	}
-	close(jobs)
-	dialers.Wait()
-	ok := clients[:0]
-	for _, c := range clients {
-		if c != nil {
-			ok = append(ok, c)
-		}
-	}
-	var err error
-	if f := failed.Load(); f > 0 {
-		e, _ := firstErr.Load().(string)
-		err = fmt.Errorf("%d of %d clients failed to connect, first error: %s", f, n, e)
-	}
-	return ok, &readers, err
+	return clients, &readers, err
 }
 
 // peerPublisher publishes one topic through a server's HTTP API.
