@@ -484,6 +484,8 @@ func (a *Agent) sweepLeases(now time.Time) {
 	a.sweepMu.Lock()
 	defer a.sweepMu.Unlock()
 	a.mu.Lock()
+	// A topic is wanted only while it has a lease entry, and the entry goes
+	// only here, when its last lease has: this loop sees every change.
 	for topic, byReplica := range a.leases {
 		for r, until := range byReplica {
 			if now.After(until) {
@@ -496,11 +498,6 @@ func (a *Agent) sweepLeases(now time.Time) {
 		}
 		if a.wanted[topic] != want {
 			changes = append(changes, change{topic, want})
-		}
-	}
-	for topic := range a.wanted {
-		if _, held := a.leases[topic]; !held {
-			changes = append(changes, change{topic, false})
 		}
 	}
 	for _, c := range changes {

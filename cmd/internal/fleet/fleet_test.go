@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -375,5 +376,20 @@ func TestReplicaLoadsHistoryWhenAsked(t *testing.T) {
 	st, _ := reg.Topic("web-1.cpu", 20)
 	if len(st.History) != 20 || st.History[0].Seq != 11 || st.History[19].Seq != 30 {
 		t.Errorf("history after Backfill: %d values from seq %d, want 20 from 11 to 30", len(st.History), st.History[0].Seq)
+	}
+}
+
+// A lease that lapses tells the agent's collectors once that the topic is
+// no longer wanted.
+func TestLapsedLeaseStopsCollectionOnce(t *testing.T) {
+	s := testHub(t, t.TempDir(), "127.0.0.1:0")
+	a := NewAgent(AgentConfig{Conn: connect(t, s.ClientURL(), s.Secret().Agent("web-1"), AgentInbox("web-1"), nil), Host: "web-1", Logger: quiet})
+	var calls []string
+	a.OnDemand(func(topic string, on bool) { calls = append(calls, fmt.Sprint(topic, " ", on)) })
+	a.onDemandMsg(&nats.Msg{Subject: DemandPrefix + "web-1.proc.top", Data: []byte(`{"replica":"r1","want":true}`)})
+	a.sweepLeases(time.Now().Add(DemandLease + time.Second))
+	a.sweepLeases(time.Now().Add(2 * DemandLease))
+	if want := []string{"web-1.proc.top true", "web-1.proc.top false"}; !slices.Equal(calls, want) {
+		t.Fatalf("demand calls %q, want %q", calls, want)
 	}
 }
