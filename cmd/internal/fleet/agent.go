@@ -153,8 +153,12 @@ func (a *Agent) Host() string { return a.host }
 
 // OnDemand sets who is told that an on-demand topic is wanted by some
 // replica (true) or by none any more (false): the scheduler's SetDemand.
-// Call it before Start.
-func (a *Agent) OnDemand(f func(topic string, subscribed bool)) { a.demandFn = f }
+// Call it before Start; it is kept under mu, so a later call is safe too.
+func (a *Agent) OnDemand(f func(topic string, subscribed bool)) {
+	a.mu.Lock()
+	a.demandFn = f
+	a.mu.Unlock()
+}
 
 // ConnState is the connection's OnState: after a reconnect the descriptor
 // is published again (the store may be new).
