@@ -393,3 +393,26 @@ func TestLapsedLeaseStopsCollectionOnce(t *testing.T) {
 		t.Fatalf("demand calls %q, want %q", calls, want)
 	}
 }
+
+// Once a simulated host's SimRun has returned, demand changes for its
+// agent no longer wait for it: the agent's lease handling goes on.
+func TestSimRunDoesNotHoldDemandAfterItEnds(t *testing.T) {
+	s := testHub(t, t.TempDir(), "127.0.0.1:0")
+	a := NewAgent(AgentConfig{Conn: connect(t, s.ClientURL(), s.Secret().Agent("web-1"), AgentInbox("web-1"), nil), Host: "web-1", Logger: quiet})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	SimRun(ctx, a, 0, 0, false, nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 10 { // more changes than SimRun's channel holds
+			msg := fmt.Sprintf(`{"replica":"r1","want":%v}`, i%2 == 0)
+			a.onDemandMsg(&nats.Msg{Subject: DemandPrefix + "web-1.proc.top", Data: []byte(msg)})
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second): // a bound on a hang, not a speed check
+		t.Fatal("demand changes blocked after SimRun ended")
+	}
+}

@@ -95,7 +95,12 @@ func round2(v float64) float64 { return math.Round(v*100) / 100 }
 // tick's time.
 func SimRun(ctx context.Context, a *Agent, salt int, start time.Duration, everyTick bool, onTick func(time.Time)) {
 	wanted := make(chan bool, 4)
-	a.OnDemand(func(topic string, on bool) { wanted <- on })
+	a.OnDemand(func(topic string, on bool) {
+		select {
+		case wanted <- on:
+		case <-ctx.Done(): // SimRun has returned, or is about to: nobody reads
+		}
+	})
 	select {
 	case <-ctx.Done():
 		return
