@@ -419,7 +419,7 @@ func runFleet(ctx context.Context, o options) (*Report, error) {
 		return r, err
 	}
 	// The window.
-	*latency = histogram{}
+	latency.reset() // the clients record into it all along
 	for _, c := range clients {
 		c.delivered.Store(0)
 		c.gaps.Store(0)

@@ -81,6 +81,19 @@ func (h *histogram) RecordAt(key int, v int64) {
 	}
 }
 
+// reset forgets every recorded value (the start of a measurement window).
+// Safe while others record: each counter is zeroed atomically, and a value
+// recorded meanwhile counts or not.
+func (h *histogram) reset() {
+	for k := range h.shards {
+		s := &h.shards[k]
+		for i := range s.counts {
+			s.counts[i].Store(0)
+		}
+		s.max.Store(0)
+	}
+}
+
 // merged is a histogram's shards added up, for reading.
 type merged struct {
 	counts [numBuckets]uint64

@@ -265,6 +265,9 @@ func TestHistogram(t *testing.T) {
 			t.Errorf("%s = %.2fms, want %.0fms within the bucket width", c.name, c.got, c.want)
 		}
 	}
+	if h.reset(); h.Summary() != (Percentiles{}) {
+		t.Errorf("summary after reset = %+v, want zeros", h.Summary())
+	}
 	// Every value maps to a bucket whose upper bound holds it.
 	for _, v := range []int64{0, 1, 31, 32, 33, 63, 64, 65, 1000, 123456789, 1 << 40, 1<<62 + 12345} {
 		b := bucketOf(v)
