@@ -461,12 +461,7 @@ func (w *wsConn) ping(period time.Duration) {
 	if err != nil {
 		// Not under life: shutdown takes it again, and a pending finish
 		// would deadlock a second read lock.
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			w.shutdown(closeWriteTimeout, "write timeout")
-		} else {
-			w.shutdown(closeNormal, "")
-		}
+		w.pingFailed(err)
 	}
 }
 
