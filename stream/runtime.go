@@ -62,7 +62,6 @@ func (r *Registry) Undeclare(name string) {
 	}
 	subs := r.dropLocked(t)
 	r.mu.Unlock()
-	r.counters.expired.Add(1)
 	for _, rt := range subs {
 		rt.s.forget(rt.slot)
 	}

@@ -78,3 +78,17 @@ func TestRuntimeTopicHistoryCapHoldsForBackfill(t *testing.T) {
 		t.Fatalf("history seqs %v, want [8 9 10]: the topic's cap of 3, newest kept", seqs)
 	}
 }
+
+// Removing a run-time topic is not a published topic's expiry: Stats'
+// TopicsExpired (opsdash_topics_expired_total, "published topics removed
+// after their TTL") does not count it.
+func TestUndeclareIsNotCountedAsExpiry(t *testing.T) {
+	r := newRegistry(t)
+	name := "web-1.workload.docker-3f2a9c1b7d4e"
+	r.DeclareRuntime(collectors.TopicInfo{Name: name, Interval: 5 * time.Second}, 3)
+	publish(r, name, 1)
+	r.Undeclare(name)
+	if n := r.Stats().TopicsExpired; n != 0 {
+		t.Fatalf("TopicsExpired = %d after removing a run-time topic, want 0", n)
+	}
+}
