@@ -91,3 +91,18 @@ func TestDemandCallbackReentry(t *testing.T) {
 	publish(r, "app.x", 0)
 	c.waitMsg(t, "value published from the callback", isUpdate("app.x.sub", 1))
 }
+
+// A run-time topic that appears with a subscriber waiting is demanded,
+// like any topic that appears so, and undemanded when it is removed.
+func TestDemandOfRuntimeTopics(t *testing.T) {
+	d := &demandRecorder{}
+	r := stream.NewRegistry(stream.RegistryConfig{Host: "web-1", Demand: d.record})
+	s := openSession(t, r, newFakeConn(t), stream.SessionConfig{})
+	mustHandle(t, s, `{"type":"subscribe","id":"1","topics":["web-1.workload.*"]}`)
+	name := "web-1.workload.docker-3f2a9c1b7d4e"
+	r.DeclareRuntime(collectors.TopicInfo{Name: name, Interval: 5 * time.Second}, 3)
+	r.Undeclare(name)
+	if got := d.get(); !slices.Equal(got, []string{"+" + name, "-" + name}) {
+		t.Fatalf("demand calls = %v, want one on and one off", got)
+	}
+}

@@ -21,31 +21,10 @@ var _ collectors.RuntimeTopics = (*Registry)(nil)
 // RegistryConfig.HistoryLen: there can be hundreds of such topics, each
 // with a short history. Declaring a topic that exists updates its
 // metadata; a catalog topic (Declare) is never turned into a run-time one.
-// It implements collectors.RuntimeTopics.
+// Like any topic, one that appears with a subscriber waiting is reported to
+// the Demand callback. It implements collectors.RuntimeTopics.
 func (r *Registry) DeclareRuntime(info collectors.TopicInfo, history int) {
-	if !ValidTopic(info.Name) {
-		r.log.Warn("stream: declare run-time topic: invalid topic name", "topic", info.Name)
-		return
-	}
-	r.mu.Lock()
-	t := r.topics[info.Name]
-	if t == nil {
-		t = r.newTopicLocked(info.Name)
-		t.runtime = true
-	}
-	if t.published {
-		// Someone published under this name before: the collector's
-		// declaration owns it from now on.
-		t.published = false
-		t.runtime = true
-		r.published--
-	}
-	if t.runtime {
-		t.histLen = max(history, 0)
-	}
-	t.declared = true
-	t.interval, t.description, t.onDemand = info.Interval, info.Description, info.OnDemand
-	r.mu.Unlock()
+	r.declare(info, true, history)
 }
 
 // Undeclare removes a topic declared with DeclareRuntime: it leaves lists

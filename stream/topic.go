@@ -81,19 +81,31 @@ func (t *topic) statusLocked() string {
 // Declare announces a topic so lists show it before its first sample. It
 // implements collectors.Tracker. Declaring an existing topic updates its
 // metadata; a declared topic never expires.
-func (r *Registry) Declare(info collectors.TopicInfo) {
+func (r *Registry) Declare(info collectors.TopicInfo) { r.declare(info, false, 0) }
+
+// declare is Declare, and with runtime DeclareRuntime (runtime.go): a
+// topic it creates is a run-time one, and so is one that was published
+// before; a run-time topic takes history as its cap.
+func (r *Registry) declare(info collectors.TopicInfo, runtime bool, history int) {
 	if !ValidTopic(info.Name) {
-		r.log.Warn("stream: declare: invalid topic name", "topic", info.Name)
+		r.log.Warn("stream: declare: invalid topic name", "topic", info.Name, "runtime", runtime)
 		return
 	}
 	r.mu.Lock()
 	t := r.topics[info.Name]
 	if t == nil {
 		t = r.newTopicLocked(info.Name)
+		t.runtime = runtime
 	}
 	if t.published {
+		// Someone published under this name before: the collector's
+		// declaration owns it from now on.
 		t.published = false
+		t.runtime = runtime
 		r.published--
+	}
+	if runtime && t.runtime {
+		t.histLen = max(history, 0)
 	}
 	t.declared = true
 	t.interval, t.description, t.onDemand = info.Interval, info.Description, info.OnDemand
