@@ -36,7 +36,7 @@ type SessionStore struct {
 	nc  *nats.Conn
 	ttl time.Duration
 
-	mu     sync.Mutex
+	mu     sync.Mutex // guards what follows; never held across a NATS request
 	kv     jetstream.KeyValue
 	cached map[string]cachedSession // key -> what the bucket said
 }
@@ -51,25 +51,34 @@ func NewSessionStore(nc *nats.Conn, ttl time.Duration) *SessionStore {
 	return &SessionStore{nc: nc, ttl: ttl, cached: map[string]cachedSession{}}
 }
 
+// bucket returns the sessions bucket, looking it up (or creating it) the
+// first time. The lookup runs without s.mu: with NATS unreachable it takes
+// up to the request timeout, and other requests' lookups must not queue
+// behind it one at a time. Two first lookups at once find the same bucket.
 func (s *SessionStore) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.kv != nil {
-		return s.kv, nil
+	kv := s.kv
+	s.mu.Unlock()
+	if kv != nil {
+		return kv, nil
 	}
 	js, err := jetstream.New(s.nc)
 	if err != nil {
 		return nil, err
 	}
-	kv, err := js.KeyValue(ctx, SessionsBucket)
+	kv, err = js.KeyValue(ctx, SessionsBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		kv, err = js.CreateOrUpdateKeyValue(ctx, sessionsConfig(s.ttl))
 	}
 	if err != nil {
 		return nil, err
 	}
-	s.kv = kv
-	return kv, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.kv == nil {
+		s.kv = kv
+	}
+	return s.kv, nil
 }
 
 func sessionKey(id string) string {
