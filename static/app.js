@@ -656,8 +656,8 @@
   }
 
   // hookCulprits gives chart c a cursor and a box naming the culprits of
-  // the second under it.
-  function hookCulprits(c) {
+  // the second under it, asked of api.
+  function hookCulprits(c, api) {
     var kind = c.el.getAttribute('data-chart'), fig = c.el.parentElement;
     if (!CULPRITS[kind]) return;
     var box = document.createElement('div');
@@ -686,7 +686,7 @@
         var sec = Math.round(ts / 1000);
         if (sec === asked) return;
         asked = sec;
-        fetch('/api/v1/culprits?at=' + ts, { cache: 'no-store', credentials: 'same-origin' })
+        fetch(api + '?at=' + ts, { cache: 'no-store', credentials: 'same-origin' })
           .then(function (r) { return r.json(); })
           .then(function (res) { if (asked === sec) renderCulprits(box, kind, res); }, function () { asked = 0; });
       }, 120);
@@ -705,7 +705,8 @@
   // ---- start
 
   initCharts();
-  if (body.getAttribute('data-page') === 'dashboard') charts.forEach(hookCulprits);
+  var culpritsAPI = $('[data-culprits-api]'); // a single host's dashboard
+  if (culpritsAPI) charts.forEach(function (c) { hookCulprits(c, culpritsAPI.getAttribute('data-culprits-api')); });
   // A card the server already judged stale (its value older than 3 intervals
   // by the server's clock) stays stale until a value arrives.
   var served = $$('[data-topic][data-state="stale"]');

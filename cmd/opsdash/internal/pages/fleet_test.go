@@ -163,3 +163,17 @@ func TestFleetWorkloadPage(t *testing.T) {
 		}
 	}
 }
+
+// The charts of a single host's dashboard name the culprits of a second
+// from GET /api/v1/culprits, which knows that host alone; a fleet host's
+// dashboard does not ask it (it would answer 404, shown as "no culprits").
+func TestCulpritsOnlyOnASingleHost(t *testing.T) {
+	const attr = `data-culprits-api="/api/v1/culprits"`
+	if _, body := do(t, pagesApp(t), httptest.NewRequest("GET", "/", nil)); !strings.Contains(body, attr) {
+		t.Errorf("a single host's dashboard lacks %s", attr)
+	}
+	app, _ := fleetApp(t)
+	if _, body := do(t, app, httptest.NewRequest("GET", "/hosts/web-1", nil)); strings.Contains(body, "data-culprits-api") {
+		t.Error("a fleet host's dashboard asks for culprits")
+	}
+}
