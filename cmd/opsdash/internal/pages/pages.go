@@ -1,5 +1,6 @@
-// Package pages serves the HTML pages people look at (the dashboard, the
-// topic explorer, a topic's page) and their embedded assets, and Render,
+// Package pages serves the HTML pages people look at (the dashboard, a
+// workload's page, the topic explorer, a topic's page; in a fleet the
+// overview and each host's pages) and their embedded assets, and Render,
 // the one way any page of the server is written (the auth guard's login
 // page too): with the pages' security headers, never cached.
 package pages
