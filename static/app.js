@@ -3,7 +3,8 @@
 //
 // The page declares what it shows in markup, so this script is generic:
 //   body[data-subscribe]            patterns to subscribe to
-//   [data-topic][data-interval]     a card or row fed by one topic (stale after 3 intervals)
+//   body[data-max-hz]               values a second per topic the page asks for (default 1)
+//   [data-topic][data-interval]     a card or row fed by one topic (stale after 3 intervals, or 3 of 1/max_hz)
 //   [data-f=field]                  text = fmt(field, data[field])   (data-null: text for null)
 //   meter[data-m=field]             value = data[field]
 //   [data-list=field][data-key=k]   one child per data[field][i], keyed by item[k], from its <template>
@@ -262,6 +263,10 @@
 
   var body = document.body;
   var patterns = (body.getAttribute('data-subscribe') || '').split(' ').filter(Boolean);
+  // The page asks for no more values than it can show (max_hz, protocol
+  // extension): its charts and numbers move once a second; a fleet
+  // overview of many hosts says it wants fewer (body[data-max-hz]).
+  var maxHz = +body.getAttribute('data-max-hz') || 1;
   var loadedAt = performance.now();
   // Maps keyed by topic name have no prototype, so any name is a plain key.
   var latest = Object.create(null);  // topic -> newest update frame
@@ -318,6 +323,7 @@
     for (var i = 0; i < els.length; i++) {
       var el = els[i], t = el.getAttribute('data-topic');
       var iv = +el.getAttribute('data-interval');
+      if (iv > 0) iv = Math.max(iv, 1000 / maxHz); // values come no more often than the page asked
       var st = status[t] ? status[t].status : el.getAttribute('data-status');
       var since = t in arrived ? arrived[t] : loadedAt;
       var state = st; // failing stays failing, whatever the clock says
@@ -419,11 +425,6 @@
     if (l) { l.hidden = false; var i = $('input[type=password]', l); if (i) i.focus(); }
   }
 
-  // The page asks for no more values than it can show (max_hz, protocol
-  // extension): its charts and numbers move once a second; a fleet
-  // overview of many hosts, every other second.
-  var MAX_HZ = { fleet: 0.5 };
-  var maxHz = MAX_HZ[body.getAttribute('data-page')] || 1;
 
   function subscribe(topics) {
     send({ type: 'subscribe', id: 's' + nextID++, topics: topics, max_hz: maxHz });

@@ -177,3 +177,29 @@ func TestCulpritsOnlyOnASingleHost(t *testing.T) {
 		t.Error("a fleet host's dashboard asks for culprits")
 	}
 }
+
+// The overview asks for a value every other second (max_hz 0.5, said on
+// the page for app.js), and its sparklines as rendered step as far: a
+// point per two of the summary's one-a-second values, the newest last,
+// so the points fleet.js adds live continue them at the same scale.
+func TestFleetSparklineMatchesItsRate(t *testing.T) {
+	app, f := fleetApp(t, "web-1", "web-4")
+	f.reg.Declare(collectors.TopicInfo{Name: "web-4.summary", Interval: time.Second})
+	for seq := uint64(1); seq <= 59; seq++ {
+		b, _ := json.Marshal(map[string]any{"cpu_pct": seq, "failing": []string{}})
+		f.reg.PublishAt(stream.Sequenced{Topic: "web-4.summary", Seq: seq, TS: time.Now().UnixMilli(), Data: b})
+	}
+	_, body := do(t, app, httptest.NewRequest("GET", "/", nil))
+	if !strings.Contains(body, `data-max-hz="0.5"`) {
+		t.Error(`the overview does not say it asks for max_hz 0.5 (body[data-max-hz])`)
+	}
+	m := regexp.MustCompile(`data-host="web-4"[\s\S]*?<polyline points="([^"]*)"`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatal("no sparkline for web-4")
+	}
+	pts := strings.Fields(m[1])
+	// cpu_pct = seq: y = 100 - seq; seqs 59, 57, … 1 at x = 29, 28, … 0.
+	if len(pts) != 30 || pts[0] != "0,99" || pts[28] != "28,43" || pts[29] != "29,41" {
+		t.Errorf("web-4's sparkline %v; want 30 points from every other value, 0,99 … 28,43 29,41", pts)
+	}
+}
