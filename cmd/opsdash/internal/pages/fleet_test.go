@@ -154,6 +154,9 @@ func TestFleetWorkloadPage(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(body, `data-topic="web-1.workload.docker-0123456789ab"`) || !strings.Contains(body, "web-1-app") {
 		t.Errorf("GET /hosts/web-1/workloads/docker-0123456789ab = %d, without web-1's workload", resp.StatusCode)
 	}
+	if !strings.Contains(body, `on <a href="/hosts/web-1">web-1</a>`) {
+		t.Error("a fleet workload's page does not say (and link) which host it runs on")
+	}
 	if strings.Join(f.backfilled, ",") != "web-1.workload.docker-0123456789ab" {
 		t.Errorf("history loaded for %v, want the workload's topic", f.backfilled)
 	}
