@@ -40,7 +40,7 @@ type entry struct {
 	build func(Config, spec) (Collector, bool)
 	// topics lists, for docs/topics.md, the topics it produces after the
 	// "<host>." prefix. A collector whose topics come and go at run time
-	// (one per workload) documents their pattern: "workload.<name>.cpu".
+	// (one per workload) documents their pattern: "workload.<id>".
 	topics []string
 	// onDemand: collected only while someone subscribes (its topics are
 	// declared OnDemand), rather than always.

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -543,8 +544,21 @@ func (c *workloadsCollector) declareTopic(w *trackedWorkload) {
 		Name:     w.topic,
 		Interval: c.interval,
 		Description: "Workload " + w.data.Name + " (" + w.ref.key.kind + "): CPU, memory, OOM kills, I/O, pids, network; " +
-			"removed " + c.retention.String() + " after it stops",
+			"removed " + shortDuration(c.retention) + " after it stops",
 	}, WorkloadHistory)
+}
+
+// shortDuration is d as people write it: "10m" and "2h", where
+// Duration.String says "10m0s" and "2h0m0s".
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // remove forgets w and removes its topic.

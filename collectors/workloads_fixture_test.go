@@ -456,3 +456,24 @@ func TestWorkloadsDockerSocketNames(t *testing.T) {
 		t.Errorf("the socket was asked %q; want one GET /containers/json?all=true", asked)
 	}
 }
+
+// A workload topic's description says in words how long it outlives the
+// workload, as people write a duration ("10m", not "10m0s").
+func TestWorkloadTopicDescription(t *testing.T) {
+	for _, tc := range []struct {
+		retention time.Duration
+		want      string
+	}{{0, "removed 10m after it stops"}, {90 * time.Second, "removed 1m30s after it stops"}, {2 * time.Hour, "removed 2h after it stops"}} {
+		f := newFixture(t, "v2-docker", collectors.WorkloadsConfig{StoppedRetention: tc.retention})
+		f.collect()
+		f.advance(2 * time.Second)
+		f.collect()
+		i := slices.IndexFunc(f.reg.Topics(), func(ti stream.TopicState) bool { return ti.Name == "h.workload.docker-3f2a9c1b7d4e" })
+		if i < 0 {
+			t.Fatalf("no topic h.workload.docker-3f2a9c1b7d4e in %v", f.topicNames())
+		}
+		if d := f.reg.Topics()[i].Description; !strings.HasSuffix(d, tc.want) {
+			t.Errorf("retention %v: description %q, want it to end %q", tc.retention, d, tc.want)
+		}
+	}
+}

@@ -3,7 +3,8 @@
 //
 // The page declares what it shows in markup, so this script is generic:
 //   body[data-subscribe]            patterns to subscribe to
-//   [data-topic][data-interval]     a card or row fed by one topic (stale after 3 intervals)
+//   body[data-max-hz]               values a second per topic the page asks for (default 1)
+//   [data-topic][data-interval]     a card or row fed by one topic (stale after 3 intervals, or 3 of 1/max_hz)
 //   [data-f=field]                  text = fmt(field, data[field])   (data-null: text for null)
 //   meter[data-m=field]             value = data[field]
 //   [data-list=field][data-key=k]   one child per data[field][i], keyed by item[k], from its <template>
@@ -262,6 +263,10 @@
 
   var body = document.body;
   var patterns = (body.getAttribute('data-subscribe') || '').split(' ').filter(Boolean);
+  // The page asks for no more values than it can show (max_hz, protocol
+  // extension): its charts and numbers move once a second; a fleet
+  // overview of many hosts says it wants fewer (body[data-max-hz]).
+  var maxHz = +body.getAttribute('data-max-hz') || 1;
   var loadedAt = performance.now();
   // Maps keyed by topic name have no prototype, so any name is a plain key.
   var latest = Object.create(null);  // topic -> newest update frame
@@ -318,6 +323,7 @@
     for (var i = 0; i < els.length; i++) {
       var el = els[i], t = el.getAttribute('data-topic');
       var iv = +el.getAttribute('data-interval');
+      if (iv > 0) iv = Math.max(iv, 1000 / maxHz); // values come no more often than the page asked
       var st = status[t] ? status[t].status : el.getAttribute('data-status');
       var since = t in arrived ? arrived[t] : loadedAt;
       var state = st; // failing stays failing, whatever the clock says
@@ -419,11 +425,6 @@
     if (l) { l.hidden = false; var i = $('input[type=password]', l); if (i) i.focus(); }
   }
 
-  // The page asks for no more values than it can show (max_hz, protocol
-  // extension): its charts and numbers move once a second; a fleet
-  // overview of many hosts, every other second.
-  var MAX_HZ = { fleet: 0.5 };
-  var maxHz = MAX_HZ[body.getAttribute('data-page')] || 1;
 
   function subscribe(topics) {
     send({ type: 'subscribe', id: 's' + nextID++, topics: topics, max_hz: maxHz });
@@ -656,8 +657,8 @@
   }
 
   // hookCulprits gives chart c a cursor and a box naming the culprits of
-  // the second under it.
-  function hookCulprits(c) {
+  // the second under it, asked of api.
+  function hookCulprits(c, api) {
     var kind = c.el.getAttribute('data-chart'), fig = c.el.parentElement;
     if (!CULPRITS[kind]) return;
     var box = document.createElement('div');
@@ -686,7 +687,7 @@
         var sec = Math.round(ts / 1000);
         if (sec === asked) return;
         asked = sec;
-        fetch('/api/v1/culprits?at=' + ts, { cache: 'no-store', credentials: 'same-origin' })
+        fetch(api + '?at=' + ts, { cache: 'no-store', credentials: 'same-origin' })
           .then(function (r) { return r.json(); })
           .then(function (res) { if (asked === sec) renderCulprits(box, kind, res); }, function () { asked = 0; });
       }, 120);
@@ -705,7 +706,8 @@
   // ---- start
 
   initCharts();
-  if (body.getAttribute('data-page') === 'dashboard') charts.forEach(hookCulprits);
+  var culpritsAPI = $('[data-culprits-api]'); // a single host's dashboard
+  if (culpritsAPI) charts.forEach(function (c) { hookCulprits(c, culpritsAPI.getAttribute('data-culprits-api')); });
   // A card the server already judged stale (its value older than 3 intervals
   // by the server's clock) stays stale until a value arrives.
   var served = $$('[data-topic][data-state="stale"]');

@@ -11,7 +11,7 @@
   var tpl = rows.querySelector('template[data-fleet-row]');
   var filterEl = document.querySelector('[data-fleet-filter]');
   var countsEl = document.querySelector('[data-fleet-counts]');
-  var POINTS = 30; // views.SparkPoints
+  var POINTS = 30; // views.SparkPoints, one per value received (every 2 s, views.FleetMaxHz)
   var SUFFIX = '.summary';
   var spark = Object.create(null); // host -> newest CPU values (oldest first)
   var failing = Object.create(null); // host -> failing topics

@@ -1,9 +1,11 @@
 // Package views holds the server-rendered pages of opsdash as templ
-// components: the dashboard of this host (/), the topic explorer (/topics)
-// and one topic watched live (/topics/{topic}). Views receive plain model
-// structs built from the stream registry (NewDashboard, NewExplorer,
-// NewTopicDetail); the handlers in cmd/opsdash/internal/pages hold no rendering
-// logic. Generated *_templ.go files are committed; regenerate them with
+// components: the dashboard of this host (/), one of its workloads
+// (/workloads/{id}), the topic explorer (/topics), one topic watched live
+// (/topics/{topic}) and, in a fleet, the overview (/) with each host's
+// dashboard and workloads under /hosts/{host}. Views receive plain model
+// structs built from the stream registry (NewDashboard, NewWorkloadPage,
+// NewExplorer, NewTopicDetail, NewFleet); the handlers in
+// cmd/opsdash/internal/pages hold no rendering logic. Generated *_templ.go files are committed; regenerate them with
 // `go tool templ generate`.
 //
 // # First paint, then live

@@ -14,9 +14,19 @@ const KindFleet PageKind = "fleet"
 // every agent; cmd/internal/fleet's SummarySuffix).
 const summarySuffix = "summary"
 
-// SparkPoints is how many of a host's newest CPU values its sparkline shows
-// (one a second: the last half minute; 200 rows of 60 would add 70 KB).
+// FleetMaxHz is how often the overview asks for each host's summary
+// (max_hz): every other second, so that 200 hosts cost a browser 100
+// values a second. The page says it to app.js (body[data-max-hz]).
+const FleetMaxHz = 0.5
+
+// SparkPoints is how many CPU values a host's sparkline shows, one per
+// value the page receives (every 2 s: the last minute; 200 rows of 60
+// points would add 70 KB).
 const SparkPoints = 30
+
+// sparkStep is how many of the summary's values (one a second) a point
+// stands for: the rendered sparkline steps as far as the live one.
+const sparkStep = int(1 / FleetMaxHz)
 
 // Fleet is the model of the fleet overview: one row per host, hosts that
 // are silent or failing first, then by name.
@@ -58,7 +68,7 @@ var stateRank = map[string]int{"silent": 0, "failing": 1, "pending": 2, "ok": 3}
 func NewFleet(src Source, hosts []string, filter string, addHost []string, now time.Time) Fleet {
 	filter = strings.ToLower(strings.TrimSpace(filter))
 	f := Fleet{
-		Meta:    Meta{Title: "Fleet · opsdash", Kind: KindFleet, Host: src.Host(), Subscribe: []string{"*." + summarySuffix}, Rendered: now, Fleet: true},
+		Meta:    Meta{Title: "Fleet · opsdash", Kind: KindFleet, Host: src.Host(), Subscribe: []string{"*." + summarySuffix}, Rendered: now, Fleet: true, MaxHz: FleetMaxHz},
 		Filter:  filter,
 		AddHost: addHost,
 		Total:   len(hosts),
@@ -90,7 +100,7 @@ func (f Fleet) ShowAddHost() bool { return f.Total <= 1 }
 
 func newFleetHost(src Source, id string, now time.Time) FleetHost {
 	h := FleetHost{ID: id, Href: "/hosts/" + id, State: "pending"}
-	st, ok := src.Topic(id+"."+summarySuffix, SparkPoints)
+	st, ok := src.Topic(id+"."+summarySuffix, (SparkPoints-1)*sparkStep+1)
 	if !ok {
 		st.Name, st.Status, st.IntervalMS = id+"."+summarySuffix, "pending", 1000
 	}
@@ -112,15 +122,17 @@ func newFleetHost(src Source, id string, now time.Time) FleetHost {
 	default:
 		h.State = "ok"
 	}
+	// Every sparkStep-th value back from the newest, which is the last point.
 	var pts []string
-	for i, e := range st.History {
-		v, ok := decodeObject(e.Data)["cpu_pct"].(float64)
+	for i, x := len(st.History)-1, SparkPoints-1; i >= 0 && x >= 0; i, x = i-sparkStep, x-1 {
+		v, ok := decodeObject(st.History[i].Data)["cpu_pct"].(float64)
 		if !ok {
 			continue
 		}
 		y := 100 - min(max(v, 0), 100)
-		pts = append(pts, strconv.Itoa(i+SparkPoints-len(st.History))+","+strconv.FormatFloat(y, 'f', 0, 64))
+		pts = append(pts, strconv.Itoa(x)+","+strconv.FormatFloat(y, 'f', 0, 64))
 	}
+	slices.Reverse(pts)
 	h.Spark = strings.Join(pts, " ")
 	return h
 }

@@ -12,7 +12,7 @@ import "strconv"
 
 // FleetPage is / of a hub or replica: every host at a glance, the ones
 // that need attention first. Rows are fed by <host>.summary (one small
-// value a second per host); static/fleet.js adds the filter, the live
+// value a second per host, of which the page asks for every other one); static/fleet.js adds the filter, the live
 // sparklines, rows for new hosts and the reordering.
 func FleetPage(f Fleet) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
@@ -121,7 +121,7 @@ func FleetPage(f Fleet) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, "\" placeholder=\"web-\" autocomplete=\"off\" data-fleet-filter></form><table class=\"fleet-table\"><thead><tr><th scope=\"col\">Host</th><th scope=\"col\">Status</th><th scope=\"col\">CPU</th><th scope=\"col\"><span class=\"sr\">CPU, last 30 s</span></th><th scope=\"col\">Memory</th><th scope=\"col\">Disk</th><th scope=\"col\">Network in / out</th><th scope=\"col\">Load</th></tr></thead> <tbody data-fleet-rows>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, "\" placeholder=\"web-\" autocomplete=\"off\" data-fleet-filter></form><table class=\"fleet-table\"><thead><tr><th scope=\"col\">Host</th><th scope=\"col\">Status</th><th scope=\"col\">CPU</th><th scope=\"col\"><span class=\"sr\">CPU, last minute</span></th><th scope=\"col\">Memory</th><th scope=\"col\">Disk</th><th scope=\"col\">Network in / out</th><th scope=\"col\">Load</th></tr></thead> <tbody data-fleet-rows>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

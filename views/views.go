@@ -150,6 +150,9 @@ type Meta struct {
 	// Scripts and Styles are extra embedded assets of the page (static
 	// names), after app.js and style.css.
 	Scripts, Styles []string
+	// MaxHz is how many values a second of each topic the page asks for
+	// (the protocol's max_hz); 0 means 1, as often as charts move.
+	MaxHz float64
 }
 
 // Dashboard is the model of /, the dashboard of this host.

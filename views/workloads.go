@@ -1,6 +1,7 @@
 package views
 
 import (
+	"cmp"
 	"net/url"
 	"time"
 
@@ -10,10 +11,23 @@ import (
 // KindWorkload is the page of one workload.
 const KindWorkload PageKind = "workload"
 
-// WorkloadURL is the page of the workload with id on this host:
-// /workloads/{id}. The dashboard's Workloads card links there, and so can
-// a fleet overview.
-func WorkloadURL(id string) string { return "/workloads/" + url.PathEscape(id) }
+// HostPath is where the paths of the page's host's own pages start: ""
+// on a single host's server (its dashboard is /), /hosts/{host} in a
+// fleet, whose / is the overview.
+func (m Meta) HostPath() string {
+	if m.Fleet {
+		return "/hosts/" + url.PathEscape(m.Host)
+	}
+	return ""
+}
+
+// DashboardURL is the dashboard of the page's host: / or /hosts/{host}.
+func (m Meta) DashboardURL() string { return cmp.Or(m.HostPath(), "/") }
+
+// WorkloadURL is the page of the workload with id on the page's host:
+// /workloads/{id}, or /hosts/{host}/workloads/{id} in a fleet. The
+// dashboard's Workloads card links there.
+func (m Meta) WorkloadURL(id string) string { return m.HostPath() + "/workloads/" + url.PathEscape(id) }
 
 // workloadSorts are the orders of the Workloads card: the payload field
 // each sorts by, descending.
@@ -70,8 +84,8 @@ func SortItems(items []map[string]any, field string) {
 	}
 }
 
-// WorkloadPage is the model of /workloads/{id}: one workload's figures and
-// charts, live.
+// WorkloadPage is the model of /workloads/{id} (/hosts/{host}/workloads/{id}
+// in a fleet): one workload's figures and charts, live.
 type WorkloadPage struct {
 	Meta
 	// ID is the workload's id; Found is false when no such workload is

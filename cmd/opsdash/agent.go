@@ -34,6 +34,7 @@ type agentConfig struct {
 	Intervals       envflag.DurationMap
 	LogFormat       string
 	LogLevel        string
+	Workloads       workloadsConfig
 
 	creds fleet.Credentials
 }
@@ -49,6 +50,7 @@ func newAgentFlags(cfg *agentConfig) *flag.FlagSet {
 	fs.Var(&cfg.Intervals, "intervals", "per-collector intervals, e.g. 'cpu=2s,disk.usage=30s'")
 	fs.StringVar(&cfg.LogFormat, "log-format", "auto", "log format: text, json, or auto")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	cfg.Workloads.register(fs)
 	return fs
 }
 
@@ -68,6 +70,7 @@ func (c *agentConfig) validate() error {
 		errs = append(errs, fmt.Errorf("--intervals: %v", err))
 	}
 	errs = append(errs, logFlagErrors(c.LogFormat, c.LogLevel)...)
+	errs = append(errs, c.Workloads.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -121,7 +124,8 @@ func agentMain(ctx context.Context, args []string, stderr io.Writer, getenv func
 		return 1
 	}
 	defer a.Close()
-	set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: getenv("HOST_ROOT"), NetInclude: cfg.NetInclude, Intervals: cfg.Intervals, Logger: log})
+	set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: getenv("HOST_ROOT"), NetInclude: cfg.NetInclude, Intervals: cfg.Intervals, Logger: log,
+		Workloads: cfg.Workloads.collectors()})
 	sched := collectors.NewScheduler(collectors.SchedulerConfig{Sink: a, Logger: log, Observer: met.CollectorObserver()}, set...)
 	a.OnDemand(sched.SetDemand)
 

@@ -241,3 +241,27 @@ func TestFlagSpellings(t *testing.T) {
 		t.Error("limitFlag does not turn 0 into stream.NoLimit and keep the rest")
 	}
 }
+
+// TestDocsMatchAgentFlags: docs/fleet.md's table of the fleet's flags
+// names every flag of `opsdash agent` in a row of the agent, and no flag
+// the agent lacks.
+func TestDocsMatchAgentFlags(t *testing.T) {
+	rows := docFlagTable(t, filepath.Join(repoRoot(t), "docs", "fleet.md"), "| flag | of | meaning |")
+	documented := map[string]bool{}
+	for name, cells := range rows {
+		if strings.Contains(cells[0], "agent") {
+			documented[strings.Fields(name)[0]] = true // "--listen ADDR"
+		}
+	}
+	fs := newAgentFlags(&agentConfig{})
+	fs.VisitAll(func(f *flag.Flag) {
+		if !documented["--"+f.Name] {
+			t.Errorf("docs/fleet.md: no agent row for --%s", f.Name)
+		}
+	})
+	for name := range documented {
+		if fs.Lookup(strings.TrimPrefix(name, "--")) == nil {
+			t.Errorf("docs/fleet.md documents %s for the agent, which it does not have", name)
+		}
+	}
+}

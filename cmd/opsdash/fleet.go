@@ -281,9 +281,9 @@ func (n *fleetNode) readyzHandler(draining *atomic.Bool) fiber.Handler {
 	}
 }
 
-// register mounts the fleet's pages (before pages.Register, whose / they
-// replace) and loads history from the store for ?history=N (before the
-// API answers it).
+// register mounts the fleet's pages (pages.RegisterFleet, in place of a
+// single host's) and loads history from the store for ?history=N (before
+// the API answers it).
 func (n *fleetNode) register(app *fiber.App, reg *stream.Registry, log *slog.Logger) {
 	app.Get("/api/v1/topics/:topic", func(c *fiber.Ctx) error {
 		if h := c.QueryInt("history"); h > 1 {

@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opsdash/opsdash/cmd/internal/fleet"
+	"github.com/opsdash/opsdash/collectors"
+	"github.com/opsdash/opsdash/stream"
 )
 
 // The fleet's flags are checked before anything starts, each mistake
@@ -92,5 +96,30 @@ func TestCredentialsCommand(t *testing.T) {
 		if code := run(context.Background(), args, &out, &errOut, env(nil)); code == 0 || errOut.Len() == 0 {
 			t.Errorf("%v: exit %d, stderr %q; want a failure that says why", args, code, errOut.String())
 		}
+	}
+}
+
+// An agent collects workloads as serve does, so it takes the same
+// workloads flags and variables: deploy/compose.yaml's
+// OPSDASH_DOCKER_SOCKET names an agent's containers too.
+func TestAgentWorkloadFlags(t *testing.T) {
+	var cfg agentConfig
+	fs := newAgentFlags(&cfg)
+	fs.SetOutput(io.Discard)
+	err := parseWithEnv(fs, []string{"--nats", "nats://hub:4222", "--max-workloads", "0", "--workload-retention", "1m"},
+		env(map[string]string{"OPSDASH_DOCKER_SOCKET": "/var/run/docker.sock"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := collectors.WorkloadsConfig{Max: stream.NoLimit, StoppedRetention: time.Minute, DockerSocket: "/var/run/docker.sock"}
+	if got := cfg.Workloads.collectors(); got != want {
+		t.Errorf("workloads config %+v, want %+v", got, want)
+	}
+	cfg.Workloads.Retention = 0
+	if cfg.validate() == nil {
+		t.Error("--workload-retention 0 passes an agent's validation")
 	}
 }

@@ -204,9 +204,10 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		app.Get("/metrics", met.Handler())
 	}
 	if fl != nil {
-		fl.register(app, reg, log) // / is the fleet overview; history from the store
+		fl.register(app, reg, log) // / is the fleet overview, /hosts/{host} a host's dashboard; history from the store
+	} else {
+		pages.Register(app, reg, log)
 	}
-	pages.Register(app, reg, log)
 	api.Register(app)
 
 	fdLimit := raiseFileLimit()

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -450,15 +451,58 @@ func fleetPage(t *testing.T, f *fleetUnderTest, silent string, silentSince time.
 	if !strings.Contains(badge, "no value from "+silent) && badge != "stale" {
 		t.Errorf("the silent host's badge says %q", badge)
 	}
-	if n := str(`String(document.querySelectorAll('tr[data-host]').length)`); n < "53" && len(n) < 3 {
-		t.Errorf("%s rows in the browser, want 53", n)
+	if n, _ := strconv.Atoi(str(`String(document.querySelectorAll('tr[data-host]').length)`)); n < 53 {
+		t.Errorf("%d rows in the browser, want 53", n)
 	}
+	shootFleet(t, ctx)
 	// The filter.
 	shown := str(`(() => { const q = document.querySelector('[data-fleet-filter]'); q.value = 'web-'; q.dispatchEvent(new Event('input'));
 		return String(Array.from(document.querySelectorAll('tr[data-host]')).filter(r => !r.hidden).length) })()`)
 	if shown != "2" {
 		t.Errorf("filter web- shows %s rows, want web-1 and web-2", shown)
 	}
+}
+
+// shootFleet checks that the overview fits a desktop's and a phone's
+// width and pictures both: fleet.png and fleet-phone.png, in
+// $OPSDASH_SCREENSHOTS when set (the README's come from
+// `OPSDASH_SCREENSHOTS=$PWD/docs/screenshots go test -run TestFleet ./cmd/opsdash/fleete2e`).
+func shootFleet(t *testing.T, ctx context.Context) {
+	dir := os.Getenv("OPSDASH_SCREENSHOTS")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	for _, v := range []struct {
+		file          string
+		width, height int64
+		mobile        bool
+	}{{"fleet.png", 1280, 900, false}, {"fleet-phone.png", 390, 844, true}} {
+		var opts []chromedp.EmulateViewportOption
+		if v.mobile {
+			opts = append(opts, chromedp.EmulateMobile, chromedp.EmulatePortrait)
+		}
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(v.width, v.height, opts...)); err != nil {
+			t.Fatal(err)
+		}
+		over, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`document.documentElement.scrollWidth - window.innerWidth`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if over > 0 {
+			t.Errorf("%s: the overview is %v px wider than the window", v.file, over)
+		}
+		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot()) // the first screen, not 53 rows
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, v.file), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshots in %s", dir)
 }
 
 func readAll(resp *http.Response) string {

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/a-h/templ"
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/opsdash/opsdash/stream"
@@ -34,11 +33,14 @@ type FleetSite struct {
 // (views' chart definitions) and how many values each needs.
 var hostChartTopics = []string{"cpu", "mem", "net.io", "disk.io"}
 
-// RegisterFleet mounts the pages of a hub or replica. Call it before
-// Register: its / replaces the single host's dashboard.
+// RegisterFleet mounts the pages of a hub or replica (instead of
+// Register's) and their assets:
 //
-//	GET /              the fleet overview (?q=web- filters hosts)
-//	GET /hosts/{host}  one host's dashboard, as / is in single mode
+//	GET /                              the fleet overview (?q=web- filters hosts)
+//	GET /hosts/{host}                  one host's dashboard, as / is in single mode
+//	GET /hosts/{host}/workloads/{id}   one of its workloads
+//	GET /topics, /topics/{topic}       the explorer, over every host's topics
+//	GET /static/{name}                 the assets
 func RegisterFleet(app *fiber.App, reg *stream.Registry, site FleetSite, log *slog.Logger) {
 	charts := views.NewSeriesCache()
 	app.Get("/", func(c *fiber.Ctx) error {
@@ -54,17 +56,21 @@ func RegisterFleet(app *fiber.App, reg *stream.Registry, site FleetSite, log *sl
 		for _, suffix := range hostChartTopics {
 			site.Fleet.Backfill(c.UserContext(), host+"."+suffix, views.ChartWindowS+1)
 		}
-		d := views.NewDashboard(views.HostSource{Source: reg, ID: host}, charts, c.Query("procs"), time.Now())
+		d := views.NewDashboard(views.HostSource{Source: reg, ID: host}, charts, c.Query("procs"), time.Now()).WithWorkloadsSort(c.Query("workloads"))
 		d.Fleet = true
 		return renderLogged(c, log, fiber.StatusOK, views.DashboardPage(d))
 	})
-}
-
-// renderLogged is Render, logging a page that fails to render.
-func renderLogged(c *fiber.Ctx, log *slog.Logger, status int, page templ.Component) error {
-	err := Render(c, status, page)
-	if err != nil {
-		log.Error("rendering page", "path", c.Path(), "err", err)
-	}
-	return err
+	app.Get("/hosts/:host/workloads/:id", func(c *fiber.Ctx) error {
+		host, id := c.Params("host"), c.Params("id")
+		if !slices.Contains(site.Fleet.Hosts(), host) {
+			return fiber.NewError(fiber.StatusNotFound, "no host "+host+" in this fleet")
+		}
+		// As many values as a chart of 1-s values needs: a workload's
+		// (every 5 s by default) has fewer stored, and gets them all.
+		site.Fleet.Backfill(c.UserContext(), host+".workload."+id, views.ChartWindowS+1)
+		p := views.NewWorkloadPage(views.HostSource{Source: reg, ID: host}, charts, id, time.Now())
+		p.Fleet = true
+		return renderWorkload(c, log, p)
+	})
+	registerShared(app, reg, log)
 }

@@ -24,6 +24,7 @@ import (
 type fakeFleet struct {
 	hosts      []string
 	backfilled []string
+	reg        *stream.Registry // the pages' registry, for tests to publish to
 }
 
 func (f *fakeFleet) Hosts() []string { return f.hosts }
@@ -52,13 +53,12 @@ func fleetApp(t *testing.T, hosts ...string) (*fiber.App, *fakeFleet) {
 	summary("web-2", 50, "disk.io")
 	summary("web-3", 99)
 	reg.SetStatus("web-3.summary", errors.New("no value from web-3 since 10:00:00 UTC: the host or its agent is silent"))
-	f := &fakeFleet{hosts: hosts}
+	f := &fakeFleet{hosts: hosts, reg: reg}
 	if f.hosts == nil {
 		f.hosts = []string{"web-1", "web-2", "web-3"}
 	}
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	RegisterFleet(app, reg, FleetSite{Fleet: f, AddHost: []string{"opsdash credentials --host-id NEW-HOST --nats-data /data"}}, log)
-	Register(app, reg, log)
 	return app, f
 }
 
@@ -122,5 +122,87 @@ func TestFleetHostPage(t *testing.T) {
 	}
 	if _, body := do(t, app, httptest.NewRequest("GET", "/topics", nil)); !strings.Contains(body, "web-3.summary") || !strings.Contains(body, "web-1.cpu") {
 		t.Error("the explorer does not span the fleet")
+	}
+}
+
+// A fleet host's workloads are that host's: the Workloads card of
+// /hosts/web-1 links to /hosts/web-1/workloads/{id}, which shows web-1's
+// workload (its history loaded from the store first), not the one of the
+// same id on the server's own host; /workloads/{id}, a single host's page,
+// is not served by a fleet.
+func TestFleetWorkloadPage(t *testing.T) {
+	app, f := fleetApp(t)
+	reg := f.reg
+	for _, host := range []string{"web-1", "hub"} {
+		row := collectors.WorkloadRow{ID: "docker-0123456789ab", Kind: "docker", Name: host + "-app", State: "running", CPUCores: 0.25}
+		reg.Declare(collectors.TopicInfo{Name: host + ".workloads", Interval: 5 * time.Second})
+		reg.Publish(collectors.Sample{Topic: host + ".workloads", Time: time.Now(), Data: collectors.WorkloadsData{CgroupVersion: 2, Running: 1, Workloads: []collectors.WorkloadRow{row}}})
+		reg.Declare(collectors.TopicInfo{Name: host + ".workload." + row.ID, Interval: 5 * time.Second})
+		reg.Publish(collectors.Sample{Topic: host + ".workload." + row.ID, Time: time.Now(), Data: collectors.WorkloadData{WorkloadRow: row}})
+	}
+	_, dash := do(t, app, httptest.NewRequest("GET", "/hosts/web-1", nil))
+	for _, want := range []string{`href="/hosts/web-1/workloads/docker-0123456789ab"`, `data-href="/hosts/web-1/workloads/{id}"`} {
+		if !strings.Contains(dash, want) {
+			t.Errorf("/hosts/web-1 lacks %s", want)
+		}
+	}
+	if strings.Contains(dash, `href="/workloads/`) {
+		t.Error("/hosts/web-1 links to a single host's workload page")
+	}
+	f.backfilled = nil
+	resp, body := do(t, app, httptest.NewRequest("GET", "/hosts/web-1/workloads/docker-0123456789ab", nil))
+	if resp.StatusCode != 200 || !strings.Contains(body, `data-topic="web-1.workload.docker-0123456789ab"`) || !strings.Contains(body, "web-1-app") {
+		t.Errorf("GET /hosts/web-1/workloads/docker-0123456789ab = %d, without web-1's workload", resp.StatusCode)
+	}
+	if !strings.Contains(body, `on <a href="/hosts/web-1">web-1</a>`) {
+		t.Error("a fleet workload's page does not say (and link) which host it runs on")
+	}
+	if strings.Join(f.backfilled, ",") != "web-1.workload.docker-0123456789ab" {
+		t.Errorf("history loaded for %v, want the workload's topic", f.backfilled)
+	}
+	for _, path := range []string{"/hosts/nope/workloads/docker-0123456789ab", "/hosts/web-1/workloads/docker-ffffffffffff", "/workloads/docker-0123456789ab"} {
+		if resp, _ := do(t, app, httptest.NewRequest("GET", path, nil)); resp.StatusCode != 404 {
+			t.Errorf("GET %s = %d, want 404", path, resp.StatusCode)
+		}
+	}
+}
+
+// The charts of a single host's dashboard name the culprits of a second
+// from GET /api/v1/culprits, which knows that host alone; a fleet host's
+// dashboard does not ask it (it would answer 404, shown as "no culprits").
+func TestCulpritsOnlyOnASingleHost(t *testing.T) {
+	const attr = `data-culprits-api="/api/v1/culprits"`
+	if _, body := do(t, pagesApp(t), httptest.NewRequest("GET", "/", nil)); !strings.Contains(body, attr) {
+		t.Errorf("a single host's dashboard lacks %s", attr)
+	}
+	app, _ := fleetApp(t)
+	if _, body := do(t, app, httptest.NewRequest("GET", "/hosts/web-1", nil)); strings.Contains(body, "data-culprits-api") {
+		t.Error("a fleet host's dashboard asks for culprits")
+	}
+}
+
+// The overview asks for a value every other second (max_hz 0.5, said on
+// the page for app.js), and its sparklines as rendered step as far: a
+// point per two of the summary's one-a-second values, the newest last,
+// so the points fleet.js adds live continue them at the same scale.
+func TestFleetSparklineMatchesItsRate(t *testing.T) {
+	app, f := fleetApp(t, "web-1", "web-4")
+	f.reg.Declare(collectors.TopicInfo{Name: "web-4.summary", Interval: time.Second})
+	for seq := uint64(1); seq <= 59; seq++ {
+		b, _ := json.Marshal(map[string]any{"cpu_pct": seq, "failing": []string{}})
+		f.reg.PublishAt(stream.Sequenced{Topic: "web-4.summary", Seq: seq, TS: time.Now().UnixMilli(), Data: b})
+	}
+	_, body := do(t, app, httptest.NewRequest("GET", "/", nil))
+	if !strings.Contains(body, `data-max-hz="0.5"`) {
+		t.Error(`the overview does not say it asks for max_hz 0.5 (body[data-max-hz])`)
+	}
+	m := regexp.MustCompile(`data-host="web-4"[\s\S]*?<polyline points="([^"]*)"`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatal("no sparkline for web-4")
+	}
+	pts := strings.Fields(m[1])
+	// cpu_pct = seq: y = 100 - seq; seqs 59, 57, … 1 at x = 29, 28, … 0.
+	if len(pts) != 30 || pts[0] != "0,99" || pts[28] != "28,43" || pts[29] != "29,41" {
+		t.Errorf("web-4's sparkline %v; want 30 points from every other value, 0,99 … 28,43 29,41", pts)
 	}
 }

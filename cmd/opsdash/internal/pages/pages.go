@@ -1,5 +1,6 @@
-// Package pages serves the HTML pages people look at (the dashboard, the
-// topic explorer, a topic's page) and their embedded assets, and Render,
+// Package pages serves the HTML pages people look at (the dashboard, a
+// workload's page, the topic explorer, a topic's page; in a fleet the
+// overview and each host's pages) and their embedded assets, and Render,
 // the one way any page of the server is written (the auth guard's login
 // page too): with the pages' security headers, never cached.
 package pages
@@ -22,12 +23,12 @@ import (
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 	"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
-// Register mounts the pages people look at and their assets:
+// Register mounts the pages of a single host's server and their assets:
 //
 //	GET /                 the dashboard of this host (?procs=mem orders processes by memory)
+//	GET /workloads/{id}   one container, pod or service (?workloads=mem on / orders the card by memory)
 //	GET /topics           the topic explorer (?pattern=web-1.>)
 //	GET /topics/{topic}   one topic, watched live
-//	GET /workloads/{id}   one container, pod or service (?workloads=mem on / orders the card by memory)
 //	GET /static/{name}    assets under content-hashed names, cached for a year
 //
 // Pages are rendered from reg's current state on every request (no-store:
@@ -35,18 +36,20 @@ const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 
 // log receives the pages that fail to render.
 func Register(app *fiber.App, reg *stream.Registry, log *slog.Logger) {
 	charts := views.NewSeriesCache()
-	render := func(c *fiber.Ctx, status int, page templ.Component) error {
-		err := Render(c, status, page)
-		if err != nil {
-			log.Error("rendering page", "path", c.Path(), "err", err)
-		}
-		return err
-	}
 	app.Get("/", func(c *fiber.Ctx) error {
-		return render(c, fiber.StatusOK, views.DashboardPage(views.NewDashboard(reg, charts, c.Query("procs"), time.Now()).WithWorkloadsSort(c.Query("workloads"))))
+		return renderLogged(c, log, fiber.StatusOK, views.DashboardPage(views.NewDashboard(reg, charts, c.Query("procs"), time.Now()).WithWorkloadsSort(c.Query("workloads"))))
 	})
+	app.Get("/workloads/:id", func(c *fiber.Ctx) error {
+		return renderWorkload(c, log, views.NewWorkloadPage(reg, charts, c.Params("id"), time.Now()))
+	})
+	registerShared(app, reg, log)
+}
+
+// registerShared mounts the pages a single host's server and a fleet
+// share: the explorer spans whatever the registry holds.
+func registerShared(app *fiber.App, reg *stream.Registry, log *slog.Logger) {
 	app.Get("/topics", func(c *fiber.Ctx) error {
-		return render(c, fiber.StatusOK, views.TopicsPage(views.NewExplorer(reg, c.Query("pattern"), time.Now())))
+		return renderLogged(c, log, fiber.StatusOK, views.TopicsPage(views.NewExplorer(reg, c.Query("pattern"), time.Now())))
 	})
 	app.Get("/topics/:topic", func(c *fiber.Ctx) error {
 		d := views.NewTopicDetail(reg, c.Params("topic"), c.BaseURL(), time.Now())
@@ -54,17 +57,27 @@ func Register(app *fiber.App, reg *stream.Registry, log *slog.Logger) {
 		if !d.Found {
 			status = fiber.StatusNotFound
 		}
-		return render(c, status, views.TopicPage(d))
-	})
-	app.Get("/workloads/:id", func(c *fiber.Ctx) error {
-		p := views.NewWorkloadPage(reg, charts, c.Params("id"), time.Now())
-		status := fiber.StatusOK
-		if !p.Found {
-			status = fiber.StatusNotFound
-		}
-		return render(c, status, views.WorkloadPageView(p))
+		return renderLogged(c, log, status, views.TopicPage(d))
 	})
 	app.Get(static.Prefix+":name", serveAsset)
+}
+
+// renderWorkload writes a workload's page: 404 when it is not listed.
+func renderWorkload(c *fiber.Ctx, log *slog.Logger, p views.WorkloadPage) error {
+	status := fiber.StatusOK
+	if !p.Found {
+		status = fiber.StatusNotFound
+	}
+	return renderLogged(c, log, status, views.WorkloadPageView(p))
+}
+
+// renderLogged is Render, logging a page that fails to render.
+func renderLogged(c *fiber.Ctx, log *slog.Logger, status int, page templ.Component) error {
+	err := Render(c, status, page)
+	if err != nil {
+		log.Error("rendering page", "path", c.Path(), "err", err)
+	}
+	return err
 }
 
 // Render writes page as c's HTML answer with status: the security headers
