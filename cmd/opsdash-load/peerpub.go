@@ -96,16 +96,6 @@ func (p *peerPublisher) runExternal(ctx context.Context, s *peerServer, rate flo
 
 // noteStart records that pub_seq seq's request started at ns.
 func (p *peerPublisher) noteStart(seq uint64, ns int64) {
-	p.mu.Lock()
-	for uint64(len(p.sent)) < seq {
-		p.sent = append(p.sent, ns) // a gap only if lines were lost; keep the table dense
-	}
-	if seq == uint64(len(p.sent)) {
-		p.sent = append(p.sent, ns)
-	} else {
-		p.sent[seq] = ns
-	}
-	p.mu.Unlock()
-	p.latest.Store(seq)
+	p.record(seq, ns)
 	p.posts.Add(1)
 }

@@ -181,10 +181,8 @@ type peerPublisher struct {
 	padding string
 	client  *http.Client
 
-	latest    atomic.Uint64 // newest pub_seq whose request has started
+	sendLog                 // when each pub_seq's request started
 	completed atomic.Uint64 // newest pub_seq the server accepted
-	mu        sync.RWMutex
-	sent      []int64 // sent[k]: when the request of pub_seq k started (ns)
 	posts     atomic.Int64
 	postNanos atomic.Int64
 	errors    atomic.Int64
@@ -195,7 +193,7 @@ type peerPublisher struct {
 }
 
 func newPeerPublisher(s *peerServer, payload int) *peerPublisher {
-	p := &peerPublisher{kind: s.kind.name, padding: strings.Repeat("x", max(payload-64, 0)), sent: make([]int64, 1, 4096),
+	p := &peerPublisher{kind: s.kind.name, padding: strings.Repeat("x", max(payload-64, 0)), sendLog: sendLog{sent: make([]int64, 1, 4096)},
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2, DisableCompression: true}}}
 	switch s.kind.name {
 	case "opsdash":
@@ -211,14 +209,7 @@ func newPeerPublisher(s *peerServer, payload int) *peerPublisher {
 // publish sends pub_seq seq.
 func (p *peerPublisher) publish(ctx context.Context, seq uint64) error {
 	now := time.Now()
-	p.mu.Lock()
-	if seq == 0 {
-		p.sent[0] = now.UnixNano()
-	} else {
-		p.sent = append(p.sent, now.UnixNano())
-	}
-	p.mu.Unlock()
-	p.latest.Store(seq)
+	p.record(seq, now.UnixNano())
 	if p.report != nil {
 		p.report("S " + strconv.FormatUint(seq, 10) + " " + strconv.FormatInt(now.UnixNano(), 10))
 	}
@@ -289,15 +280,6 @@ func (p *peerPublisher) run(ctx context.Context, start time.Time, period, d time
 			}
 		}
 	}
-}
-
-func (p *peerPublisher) sentAt(seq uint64) int64 {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if seq < uint64(len(p.sent)) {
-		return p.sent[seq]
-	}
-	return 0
 }
 
 // startPeerRun starts a fresh server of kind k and publishes the warm-up
@@ -375,7 +357,7 @@ func runPeerTraffic(ctx context.Context, o peersOptions, k *peerKind, n int) Pee
 	final := sh.pub.completed.Load()
 	stopAt := time.Now()
 	for _, c := range clients {
-		if sent := sh.pub.sentAt(c.last.Load() + 1); c.last.Load() < final && sent != 0 && stopAt.UnixNano()-sent > int64(5*time.Second) {
+		if sent := sh.pub.at(c.last.Load() + 1); c.last.Load() < final && sent != 0 && stopAt.UnixNano()-sent > int64(5*time.Second) {
 			r.Stale++
 		}
 	}
@@ -454,7 +436,7 @@ func samplePeerFreshness(ctx context.Context, pub *peerPublisher, clients []*pee
 			got := c.last.Load()
 			if got >= newest {
 				h.Record(0)
-			} else if sent := pub.sentAt(got + 1); sent != 0 {
+			} else if sent := pub.at(got + 1); sent != 0 {
 				h.Record(now - sent)
 			}
 		}

@@ -40,11 +40,8 @@ type publisher struct {
 // pubTopic is one topic's publishing history.
 type pubTopic struct {
 	name      string
-	latest    atomic.Uint64 // newest pub_seq whose POST has started (0: none)
+	sendLog                 // when each pub_seq's POST started
 	completed atomic.Uint64 // newest pub_seq the server has accepted (2xx)
-
-	mu   sync.RWMutex
-	sent []int64 // sent[s]: sent_unix_ns of pub_seq s
 }
 
 // newPublisher prepares a publisher for topics on the server at base
@@ -62,7 +59,7 @@ func newPublisher(base, token string, topics []string, payloadBytes int) *publis
 		},
 	}
 	for _, name := range topics {
-		p.topics = append(p.topics, &pubTopic{name: name, sent: make([]int64, 1, 1024)})
+		p.topics = append(p.topics, &pubTopic{name: name, sendLog: sendLog{sent: make([]int64, 1, 1024)}})
 	}
 	return p
 }
@@ -95,16 +92,7 @@ func (p *publisher) body(idx []int, seq uint64, sentNS int64) []byte {
 func (p *publisher) publish(ctx context.Context, idx []int, seq uint64) error {
 	now := time.Now()
 	for _, t := range idx {
-		tp := p.topics[t]
-		tp.mu.Lock()
-		if seq == 0 {
-			tp.sent[0] = now.UnixNano()
-		} else {
-			tp.sent = append(tp.sent, now.UnixNano())
-		}
-		tp.mu.Unlock()
-		// Stored after the send time, so whoever sees latest ≥ seq finds it.
-		tp.latest.Store(seq)
+		p.topics[t].record(seq, now.UnixNano())
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(p.body(idx, seq, now.UnixNano())))
 	if err != nil {
@@ -199,14 +187,8 @@ func (p *publisher) run(ctx context.Context, rate float64, d time.Duration, stag
 	return total.Load()
 }
 
-// sentTable returns topic t's send-time table; the caller must only read
-// entries up to a latest it loaded before (later appends may reallocate).
-func (p *publisher) sentTable(t int) []int64 {
-	tp := p.topics[t]
-	tp.mu.RLock()
-	defer tp.mu.RUnlock()
-	return tp.sent
-}
+// sentTable returns topic t's send-time table (sendLog.table).
+func (p *publisher) sentTable(t int) []int64 { return p.topics[t].table() }
 
 // lastError is the most recent publish error, "" if none.
 func (p *publisher) lastError() string {
