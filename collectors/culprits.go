@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -957,6 +958,48 @@ func (c *CulpritSampler) CulpritsSpan() (oldest, newest time.Time) {
 		return time.Time{}, time.Time{}
 	}
 	return time.UnixMilli(o), time.UnixMilli(n)
+}
+
+// ErrNoCulprits is returned (wrapped, with a message that says which
+// seconds are kept) when no second near the time asked for is recorded.
+var ErrNoCulprits = errors.New("no culprits recorded")
+
+// CulpritSecond is one second of the culprit record, with the span of the
+// record kept at the time it was read.
+type CulpritSecond struct {
+	// TS is the second's time; Oldest and Newest bound the record.
+	TS, Oldest, Newest time.Time
+	// Data is the second's JSON (a CulpritsData), shared: read-only.
+	Data json.RawMessage
+}
+
+// Lookup returns the second kept nearest to at, the newest when at is
+// zero, or an error wrapping ErrNoCulprits that says which seconds are
+// kept.
+func (c *CulpritSampler) Lookup(at time.Time) (CulpritSecond, error) {
+	oldest, newest := c.CulpritsSpan()
+	if newest.IsZero() {
+		return CulpritSecond{}, fmt.Errorf("%w yet", ErrNoCulprits)
+	}
+	if at.IsZero() {
+		at = newest
+	}
+	ts, data, ok := c.CulpritsAt(at)
+	if !ok {
+		return CulpritSecond{}, fmt.Errorf("%w near %s; kept from %s to %s", ErrNoCulprits,
+			at.UTC().Format(time.RFC3339), oldest.UTC().Format(time.RFC3339), newest.UTC().Format(time.RFC3339))
+	}
+	return CulpritSecond{TS: ts, Oldest: oldest, Newest: newest, Data: data}, nil
+}
+
+// Culprits is Lookup for the sampler's own host (the source of its topic);
+// any other host's record is not here (ErrNoCulprits). It is what
+// GET /api/v1/culprits asks (httpapi.CulpritSource).
+func (c *CulpritSampler) Culprits(_ context.Context, host string, at time.Time) (CulpritSecond, error) {
+	if own := strings.TrimSuffix(c.topic, ".culprits"); host != own {
+		return CulpritSecond{}, fmt.Errorf("%w for host %s: this server records host %s only", ErrNoCulprits, host, own)
+	}
+	return c.Lookup(at)
 }
 
 // FindCulprits returns the culprit sampler of cs, nil when it has none.

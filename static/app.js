@@ -650,7 +650,7 @@
     });
     ws.forEach(function (w) {
       culpritLi(ul, w.kind + ' ' + w.name + ' ' + fmt(L[1], w[L[1]]) + L[3] + (w.top_process ? ', mostly ' + w.top_process + ' (pid ' + w.top_pid + ')' : ''),
-        'data-workload', w.id, '/workloads/' + encodeURIComponent(w.id));
+        'data-workload', w.id, hostPath + '/workloads/' + encodeURIComponent(w.id));
     });
     if (!ps.length && !ws.length) culpritLi(ul, 'nothing above zero');
     box.appendChild(ul);
@@ -687,7 +687,7 @@
         var sec = Math.round(ts / 1000);
         if (sec === asked) return;
         asked = sec;
-        fetch(api + '?at=' + ts, { cache: 'no-store', credentials: 'same-origin' })
+        fetch(api + (api.indexOf('?') < 0 ? '?' : '&') + 'at=' + ts, { cache: 'no-store', credentials: 'same-origin' })
           .then(function (r) { return r.json(); })
           .then(function (res) { if (asked === sec) renderCulprits(box, kind, res); }, function () { asked = 0; });
       }, 120);
@@ -706,7 +706,8 @@
   // ---- start
 
   initCharts();
-  var culpritsAPI = $('[data-culprits-api]'); // a single host's dashboard
+  var culpritsAPI = $('[data-culprits-api]'); // a host's dashboard
+  var hostPath = culpritsAPI ? culpritsAPI.getAttribute('data-host-path') : '';
   if (culpritsAPI) charts.forEach(function (c) { hookCulprits(c, culpritsAPI.getAttribute('data-culprits-api')); });
   // A card the server already judged stale (its value older than 3 intervals
   // by the server's clock) stays stale until a value arrives.

@@ -27,15 +27,17 @@ func (r *Registry) DeclareRuntime(info collectors.TopicInfo, history int) {
 	r.declare(info, true, history)
 }
 
-// Undeclare removes a topic declared with DeclareRuntime: it leaves lists
-// and the REST API, its subscribers forget it (their patterns stay, and
-// match it again if it comes back), and its last seq is kept for a later
-// DeclareRuntime of the same name. Other topics are left alone.
+// Undeclare removes a topic declared with DeclareRuntime, or one that only
+// a value or a status created (a fleet replica removes those when their
+// host no longer lists them): it leaves lists and the REST API, its
+// subscribers forget it (their patterns stay, and match it again if it
+// comes back), and its last seq is kept for a later DeclareRuntime of the
+// same name. Catalog topics (Declare) and published ones are left alone.
 // It implements collectors.RuntimeTopics.
 func (r *Registry) Undeclare(name string) {
 	r.mu.Lock()
 	t := r.topics[name]
-	if t == nil || !t.runtime {
+	if t == nil || (t.declared && !t.runtime) || t.published {
 		r.mu.Unlock()
 		return
 	}

@@ -37,10 +37,18 @@ func TestRuntimeTopicLifecycle(t *testing.T) {
 	if _, ok := r.Topic(name, 0); ok || slices.ContainsFunc(r.Topics(), func(t stream.TopicState) bool { return t.Name == name }) {
 		t.Fatal("an undeclared topic is still listed")
 	}
-	publish(r, "web-1.cpu", 1) // a topic that stays: Undeclare leaves it alone
-	r.Undeclare("web-1.cpu")
-	if _, ok := r.Topic("web-1.cpu", 0); !ok {
-		t.Fatal("Undeclare removed a topic DeclareRuntime did not declare")
+	// Topics that stay: Undeclare leaves a catalog topic and a published
+	// one alone.
+	r.Declare(collectors.TopicInfo{Name: "web-1.cpu", Interval: time.Second})
+	publish(r, "web-1.cpu", 1)
+	if err := r.PublishJSON("billing.orders", time.Now(), []byte(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, kept := range []string{"web-1.cpu", "billing.orders"} {
+		r.Undeclare(kept)
+		if _, ok := r.Topic(kept, 0); !ok {
+			t.Fatalf("Undeclare removed %s, which DeclareRuntime did not declare", kept)
+		}
 	}
 
 	// Back again: the same name continues at seq 6, and the pattern that
@@ -54,6 +62,28 @@ func TestRuntimeTopicLifecycle(t *testing.T) {
 	}
 	if n := r.SubscriberCount(name); n != 1 {
 		t.Fatalf("routed to %d sessions, want 1", n)
+	}
+}
+
+// In a fleet a workload's first value can reach a replica before the
+// descriptor that declares it: the topic the value created becomes a
+// run-time one when declared, and Undeclare removes it like any other.
+func TestRuntimeTopicCreatedByItsFirstValue(t *testing.T) {
+	r := newRegistry(t)
+	name := "web-1.workload.docker-3f2a9c1b7d4e"
+	if !r.PublishAt(stream.Sequenced{Topic: name, Seq: 7, Data: []byte(`{"v":7}`)}) {
+		t.Fatal("PublishAt refused the first value")
+	}
+	r.DeclareRuntime(collectors.TopicInfo{Name: name, Interval: 5 * time.Second}, 3)
+	if st, ok := r.Topic(name, 0); !ok || st.Seq != 7 || st.IntervalMS != 5000 {
+		t.Fatalf("%+v, %v: want the value's topic, now with its interval", st, ok)
+	}
+	r.Undeclare(name)
+	if _, ok := r.Topic(name, 0); ok {
+		t.Fatal("Undeclare left a run-time topic that its first value created")
+	}
+	if r.PublishAt(stream.Sequenced{Topic: name, Seq: 7, Data: []byte(`{"v":7}`)}) {
+		t.Fatal("a replayed old value re-created the removed topic under its kept seq")
 	}
 }
 

@@ -103,6 +103,11 @@ func (r *Registry) declare(info collectors.TopicInfo, runtime bool, history int)
 		t.published = false
 		t.runtime = runtime
 		r.published--
+	} else if !t.declared {
+		// Created by a value or a status before its declaration (in a
+		// fleet, a workload's first value can beat its host's descriptor):
+		// the declaration says what it is.
+		t.runtime = runtime
 	}
 	if runtime && t.runtime {
 		t.histLen = max(history, 0)

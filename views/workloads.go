@@ -24,6 +24,15 @@ func (m Meta) HostPath() string {
 // DashboardURL is the dashboard of the page's host: / or /hosts/{host}.
 func (m Meta) DashboardURL() string { return cmp.Or(m.HostPath(), "/") }
 
+// CulpritsAPI is where the dashboard's charts ask who was on top at a
+// second: GET /api/v1/culprits, for the page's host in a fleet.
+func (m Meta) CulpritsAPI() string {
+	if m.Fleet {
+		return "/api/v1/culprits?host=" + url.QueryEscape(m.Host)
+	}
+	return "/api/v1/culprits"
+}
+
 // WorkloadURL is the page of the workload with id on the page's host:
 // /workloads/{id}, or /hosts/{host}/workloads/{id} in a fleet. The
 // dashboard's Workloads card links there.

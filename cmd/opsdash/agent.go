@@ -126,6 +126,13 @@ func agentMain(ctx context.Context, args []string, stderr io.Writer, getenv func
 	defer a.Close()
 	set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: getenv("HOST_ROOT"), NetInclude: cfg.NetInclude, Intervals: cfg.Intervals, Logger: log,
 		Workloads: cfg.Workloads.collectors()})
+	collectors.UseRuntimeTopics(set, a) // workload topics travel in the descriptor, so replicas drop them when they go
+	if rec := collectors.FindCulprits(set); rec != nil {
+		if err := a.ServeCulprits(rec); err != nil { // replicas' GET /api/v1/culprits?host=…
+			log.Error("opsdash agent stopped", "err", err)
+			return 1
+		}
+	}
 	sched := collectors.NewScheduler(collectors.SchedulerConfig{Sink: a, Logger: log, Observer: met.CollectorObserver()}, set...)
 	a.OnDemand(sched.SetDemand)
 

@@ -198,6 +198,13 @@ func startFleet(cfg serveConfig, reg *stream.Registry, hostID, hostRoot string, 
 			return nil, err
 		}
 		set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: hostRoot, NetInclude: cfg.NetInclude, Intervals: cfg.Intervals, Logger: log, Workloads: cfg.Workloads.collectors()})
+		collectors.UseRuntimeTopics(set, n.agent)
+		if rec := collectors.FindCulprits(set); rec != nil {
+			if err := n.agent.ServeCulprits(rec); err != nil {
+				n.close()
+				return nil, err
+			}
+		}
 		n.sched = collectors.NewScheduler(collectors.SchedulerConfig{Sink: n.agent, Logger: log, Observer: obs}, set...)
 		n.agent.OnDemand(n.sched.SetDemand)
 	}

@@ -124,7 +124,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 	var sched *collectors.Scheduler // single mode: this host's collectors feed reg
 	var fl *fleetNode               // hub or replica: NATS feeds reg (fleet.go)
 	var readyz fiber.Handler
-	var culprits httpapi.CulpritSource // single mode: GET /api/v1/culprits from this host's sampler
+	var culprits httpapi.CulpritSource // GET /api/v1/culprits: this host's sampler, or in a fleet each host's agent
 	if cfg.Fleet.mode() != "" {
 		var err error
 		if fl, err = startFleet(cfg, reg, hostID, hostRoot, met.CollectorObserver(), log); err != nil {
@@ -132,6 +132,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, getenv func(s
 		}
 		defer fl.close()
 		readyz = fl.readyzHandler(&draining)
+		culprits = fl.replica
 	} else {
 		set := collectors.Default(collectors.Config{HostID: hostID, HostRoot: hostRoot, NetInclude: cfg.NetInclude, Intervals: cfg.Intervals, Logger: log,
 			Workloads: cfg.Workloads.collectors()})

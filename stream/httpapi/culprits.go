@@ -1,26 +1,33 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
-	"fmt"
+	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/opsdash/opsdash/collectors"
 	"github.com/opsdash/opsdash/stream"
 )
 
 // CulpritSource is the record of who was on top each second that
-// GET /api/v1/culprits answers from: collectors.CulpritSampler.
+// GET /api/v1/culprits answers from: a single host's culprit sampler, or
+// in a fleet the agent of the host asked for.
 type CulpritSource interface {
-	// CulpritsAt returns the second kept nearest to at, its time and its
-	// JSON, false when none is near enough.
-	CulpritsAt(at time.Time) (time.Time, json.RawMessage, bool)
-	// CulpritsSpan returns the oldest and newest seconds kept, zero
-	// times when none is.
-	CulpritsSpan() (oldest, newest time.Time)
+	// Culprits returns host's second kept nearest to at (its newest when
+	// at is zero). An error wrapping collectors.ErrNoCulprits means none
+	// is kept near at, or host is not one this server knows; any other
+	// means the record cannot be reached now.
+	Culprits(ctx context.Context, host string, at time.Time) (collectors.CulpritSecond, error)
 }
+
+// culpritsWait bounds how long an answer may take (a fleet asks the
+// host's agent over NATS).
+const culpritsWait = 3 * time.Second
 
 // culpritsBody is the 200 answer of GET /api/v1/culprits.
 type culpritsBody struct {
@@ -34,18 +41,24 @@ type culpritsBody struct {
 	Culprits json.RawMessage `json:"culprits"`
 }
 
-// handleCulprits serves GET /api/v1/culprits?at=T: the top processes and
-// workloads of the second nearest to T (Unix milliseconds, or RFC 3339),
-// the newest second without "at". 400 bad_request for an unreadable T,
-// 404 not_found when no second near T is kept (the answer says which are)
-// or the sampler is not running.
+// handleCulprits serves GET /api/v1/culprits?host=H&at=T: the top
+// processes and workloads of host H (this server's host without it) in the
+// second nearest to T (Unix milliseconds, or RFC 3339), the newest second
+// without "at". 400 bad_request for an unreadable H or T, 404 not_found
+// when no second near T is kept (the answer says which are), the host is
+// unknown or the sampler is not running, 503 unavailable when a fleet
+// host's agent does not answer.
 func (s *Server) handleCulprits(c *fiber.Ctx) error {
 	src := s.cfg.Culprits
 	if src == nil {
 		return WriteError(c, fiber.StatusNotFound, "not_found", "the culprit sampler is not running")
 	}
-	oldest, newest := src.CulpritsSpan()
-	at := newest
+	host := c.Query("host", s.reg.Host())
+	if !stream.ValidTopic(host) || strings.Contains(host, ".") {
+		return WriteError(c, fiber.StatusBadRequest, stream.CodeBadRequest,
+			`"host" must be a host id (one token of a-z, 0-9, _ and -), got `+strconv.Quote(host))
+	}
+	var at time.Time
 	if q := c.Query("at"); q != "" {
 		t, err := parseAt(q)
 		if err != nil {
@@ -54,19 +67,22 @@ func (s *Server) handleCulprits(c *fiber.Ctx) error {
 		}
 		at = t
 	}
-	ts, data, ok := src.CulpritsAt(at)
-	if !ok {
-		msg := "no culprits recorded yet"
-		if !newest.IsZero() {
-			msg = fmt.Sprintf("no culprits recorded near %s; kept from %s to %s",
-				at.UTC().Format(time.RFC3339), oldest.UTC().Format(time.RFC3339), newest.UTC().Format(time.RFC3339))
-		}
-		return WriteError(c, fiber.StatusNotFound, "not_found", msg)
+	ctx, cancel := context.WithTimeout(context.Background(), culpritsWait)
+	defer cancel()
+	sec, err := src.Culprits(ctx, host, at)
+	switch {
+	case errors.Is(err, collectors.ErrNoCulprits):
+		return WriteError(c, fiber.StatusNotFound, "not_found", err.Error())
+	case err != nil:
+		return WriteError(c, fiber.StatusServiceUnavailable, "unavailable", err.Error())
+	}
+	if at.IsZero() {
+		at = sec.TS
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(culpritsBody{
-		Host: s.reg.Host(), At: at.UnixMilli(), TS: ts.UnixMilli(),
-		OldestTS: oldest.UnixMilli(), NewestTS: newest.UnixMilli(), Culprits: data,
+		Host: host, At: at.UnixMilli(), TS: sec.TS.UnixMilli(),
+		OldestTS: sec.Oldest.UnixMilli(), NewestTS: sec.Newest.UnixMilli(), Culprits: sec.Data,
 	})
 }
 

@@ -26,6 +26,9 @@ func TestCulpritsAPI(t *testing.T) {
 
 	sampler := collectors.NewCulprits(collectors.Config{HostID: testHost})
 	e := newEnv(t, func(c *httpapi.Config, _ *stream.RegistryConfig) { c.Culprits = sampler.(httpapi.CulpritSource) })
+	if code, _ := e.httpJSON(t, "GET", "/api/v1/culprits?host=Web.1", "", "", &apiErr); code != 400 || apiErr.Error.Code != stream.CodeBadRequest {
+		t.Fatalf("a bad host id: %d %+v", code, apiErr)
+	}
 	if code, _ := e.httpJSON(t, "GET", "/api/v1/culprits", "", "", &apiErr); code != 404 || !strings.Contains(apiErr.Error.Message, "no culprits recorded yet") {
 		t.Fatalf("before the first second: %d %+v", code, apiErr)
 	}
@@ -65,6 +68,13 @@ func TestCulpritsAPI(t *testing.T) {
 	}
 	if code, _ := e.httpJSON(t, "GET", "/api/v1/culprits?at=yesterday", "", "", &apiErr); code != 400 || apiErr.Error.Code != stream.CodeBadRequest {
 		t.Errorf("a bad time: %d %+v", code, apiErr)
+	}
+	var own answer
+	if code, _ := e.httpJSON(t, "GET", "/api/v1/culprits?host="+testHost, "", "", &own); code != 200 || own.TS != newest.TS {
+		t.Errorf("?host= this host: %d, second %d; want %d", code, own.TS, newest.TS)
+	}
+	if code, _ := e.httpJSON(t, "GET", "/api/v1/culprits?host=web-9", "", "", &apiErr); code != 404 || !strings.Contains(apiErr.Error.Message, "records host "+testHost+" only") {
+		t.Errorf("another host: %d %+v", code, apiErr)
 	}
 	hourAgo := strconv.FormatInt(newest.TS-3600_000, 10)
 	if code, _ := e.httpJSON(t, "GET", "/api/v1/culprits?at="+hourAgo, "", "", &apiErr); code != 404 || !strings.Contains(apiErr.Error.Message, "kept from") {

@@ -103,9 +103,12 @@ type Agent struct {
 	started time.Time
 	log     *slog.Logger
 
+	flushMu sync.Mutex // one descriptor publish at a time; taken before mu
+
 	mu        sync.Mutex
 	seqs      map[string]uint64 // topic -> seq of its last value
 	topics    map[string]collectors.TopicInfo
+	runtime   map[string]int             // run-time topics (a subset of topics) -> their history cap
 	errs      map[string]string          // topic -> its collector's error
 	latest    map[string]json.RawMessage // summary inputs, by topic
 	descDirty bool
@@ -125,6 +128,8 @@ var (
 	_ collectors.Sink      = (*Agent)(nil)
 	_ collectors.BatchSink = (*Agent)(nil)
 	_ collectors.Tracker   = (*Agent)(nil)
+
+	_ collectors.RuntimeTopics = (*Agent)(nil)
 )
 
 // NewAgent returns the agent of cfg.Host on cfg.Conn. Call Start, then
@@ -139,7 +144,7 @@ func NewAgent(cfg AgentConfig) *Agent {
 	a := &Agent{
 		nc: cfg.Conn, host: cfg.Host, boot: hex.EncodeToString(b[:]), version: cfg.Version,
 		started: time.Now(), log: log.With("host_id", cfg.Host),
-		seqs: map[string]uint64{}, topics: map[string]collectors.TopicInfo{},
+		seqs: map[string]uint64{}, topics: map[string]collectors.TopicInfo{}, runtime: map[string]int{},
 		errs: map[string]string{}, latest: map[string]json.RawMessage{},
 		leases: map[string]map[string]time.Time{}, wanted: map[string]bool{},
 	}
@@ -334,11 +339,21 @@ func (a *Agent) PublishBatch(samples []collectors.Sample) {
 func (a *Agent) publish(topic string, ts time.Time, data []byte) {
 	a.mu.Lock()
 	seq, known := a.seqs[topic]
+	if _, ok := a.topics[topic]; !ok {
+		// Published without a declaration: still one of the host's
+		// topics, so the descriptor lists it (replicas drop a host's
+		// topics that its descriptor does not list).
+		a.topics[topic] = collectors.TopicInfo{Name: topic}
+		a.descDirty = true
+	}
 	if _, ok := summaryInputs[topicSuffix(topic, a.host)]; ok {
 		a.latest[topic] = data
 	}
 	a.mu.Unlock()
 	if !known {
+		// A topic's first value follows a descriptor that lists it, so a
+		// replica never takes it for a workload its host has dropped.
+		a.flushDescriptor()
 		_, last, _, err := directLast(a.nc, MetricPrefix+topic)
 		if err != nil {
 			a.dropped.Add(1)
@@ -400,6 +415,33 @@ func (a *Agent) Declare(info collectors.TopicInfo) {
 	a.mu.Unlock()
 }
 
+// DeclareRuntime implements collectors.RuntimeTopics: the topic joins the
+// host's descriptor marked as a run-time one (a workload's), so that
+// replicas list it while it exists and remove it when Undeclare drops it
+// from the descriptor.
+func (a *Agent) DeclareRuntime(info collectors.TopicInfo, history int) {
+	a.mu.Lock()
+	a.topics[info.Name] = info
+	a.runtime[info.Name] = history
+	a.descDirty = true
+	a.mu.Unlock()
+}
+
+// Undeclare implements collectors.RuntimeTopics: the topic leaves the
+// descriptor, and with it every replica's lists. Its seq is kept, so a
+// workload that comes back continues it.
+func (a *Agent) Undeclare(topic string) {
+	a.mu.Lock()
+	if _, ok := a.runtime[topic]; ok {
+		delete(a.topics, topic)
+		delete(a.runtime, topic)
+		delete(a.errs, topic)
+		delete(a.latest, topic)
+		a.descDirty = true
+	}
+	a.mu.Unlock()
+}
+
 // SetStatus implements collectors.Tracker: the topic's error (or its
 // recovery) goes into the descriptor, which replicas turn into status.
 func (a *Agent) SetStatus(topic string, err error) {
@@ -421,6 +463,11 @@ type descriptor struct {
 	Started int64             `json:"started_ms"`
 	Topics  []descTopic       `json:"topics"`
 	Errors  map[string]string `json:"errors,omitempty"`
+
+	// Set by the replica that reads it: when the store took it, and the
+	// names of Topics as a set.
+	stored time.Time
+	lists  map[string]bool
 }
 
 type descTopic struct {
@@ -428,10 +475,19 @@ type descTopic struct {
 	IntervalMS  int64  `json:"interval_ms"`
 	Description string `json:"description"`
 	OnDemand    bool   `json:"on_demand,omitempty"`
+	// Runtime marks a topic that comes and goes (a workload's), with the
+	// history cap it was declared with: replicas declare it with
+	// DeclareRuntime and remove it once a descriptor no longer lists it.
+	Runtime bool `json:"runtime,omitempty"`
+	History int  `json:"history,omitempty"`
 }
 
-// flushDescriptor publishes the descriptor when it changed.
+// flushDescriptor publishes the descriptor when it changed. Descriptors
+// go out in the order they are built (flushMu), so an older one never
+// lands after a newer one.
 func (a *Agent) flushDescriptor() {
+	a.flushMu.Lock()
+	defer a.flushMu.Unlock()
 	a.mu.Lock()
 	if !a.descDirty || !a.nc.IsConnected() {
 		a.mu.Unlock()
@@ -441,7 +497,8 @@ func (a *Agent) flushDescriptor() {
 	d := descriptor{Host: a.host, Boot: a.boot, Version: a.version, Started: a.started.UnixMilli(), Errors: maps.Clone(a.errs)}
 	for _, name := range slices.Sorted(maps.Keys(a.topics)) {
 		t := a.topics[name]
-		d.Topics = append(d.Topics, descTopic{t.Name, t.Interval.Milliseconds(), t.Description, t.OnDemand})
+		hist, runtime := a.runtime[name]
+		d.Topics = append(d.Topics, descTopic{t.Name, t.Interval.Milliseconds(), t.Description, t.OnDemand, runtime, hist})
 	}
 	a.mu.Unlock()
 	b, _ := json.Marshal(d)

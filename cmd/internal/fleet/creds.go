@@ -211,12 +211,13 @@ func agentPermissions(host string) *server.Permissions {
 
 // replicaPermissions: a replica reads everything through JetStream (its
 // own consumers, direct gets, the descriptors), publishes only the publish
-// API's subjects, demand leases and sessions, and may create the fleet's
+// API's subjects, demand leases, culprit requests and sessions, and may create the fleet's
 // streams (idempotently) but not delete them.
 func replicaPermissions() *server.Permissions {
 	pub := []string{
 		PublishedPrefix + ">",
 		DemandPrefix + ">",
+		agentPrefix + "*.culprits", // asking an agent for its host's culprits (culprits.go)
 		"$KV." + SessionsBucket + ".>",
 		"$JS.API.INFO",
 		"$JS.FC.>", // flow control of the KV watchers' push consumers

@@ -416,3 +416,97 @@ func TestSimRunDoesNotHoldDemandAfterItEnds(t *testing.T) {
 		t.Fatal("demand changes blocked after SimRun ended")
 	}
 }
+
+// A workload's topic (a run-time topic) travels in its host's descriptor:
+// replicas list it while the agent has it, drop it when the agent
+// undeclares it, a replica started later never shows it although the store
+// still holds its values, and when the workload comes back its seq
+// continues.
+func TestWorkloadTopicsFollowTheirHost(t *testing.T) {
+	s := testHub(t, t.TempDir(), "127.0.0.1:0")
+	a := testAgent(t, s, "web-1")
+	a.Declare(collectors.TopicInfo{Name: "web-1.cpu", Interval: time.Second})
+	const w = "web-1.workload.docker-3f2a9c1b7d4e"
+	info := collectors.TopicInfo{Name: w, Interval: 5 * time.Second, Description: "a container"}
+	a.DeclareRuntime(info, 60)
+	sample(a, w, 1)
+	sample(a, "web-1.cpu", 1)
+
+	listed := func(reg *stream.Registry, name string) bool {
+		return slices.ContainsFunc(reg.Topics(), func(st stream.TopicState) bool { return st.Name == name })
+	}
+	r1, reg1 := testReplica(t, s.ClientURL(), s.Secret().Replica("r1"), "r1")
+	// The value may arrive before the descriptor that declares it.
+	waitFor(t, "the workload listed on r1 at seq 1, as the descriptor declares it", func() bool {
+		st, _ := reg1.Topic(w, 0)
+		return listed(reg1, w) && st.Seq == 1 && st.IntervalMS == 5000 && st.Description == "a container"
+	})
+
+	a.Undeclare(w)
+	waitFor(t, "the workload gone from r1", func() bool { return !listed(reg1, w) })
+	if !listed(reg1, "web-1.cpu") {
+		t.Error("r1 dropped a catalog topic with the workload")
+	}
+
+	r2, reg2 := testReplica(t, s.ClientURL(), s.Secret().Replica("r2"), "r2")
+	waitFor(t, "r2 ready", r2.Ready)
+	if listed(reg2, w) {
+		t.Errorf("r2, started after the workload went, lists it from the store's old value")
+	}
+	if !listed(reg2, "web-1.cpu") {
+		t.Error("r2 does not list web-1.cpu")
+	}
+
+	a.DeclareRuntime(info, 60)
+	sample(a, w, 2)
+	for _, reg := range []*stream.Registry{reg1, reg2} {
+		waitFor(t, "the workload back at seq 2", func() bool { return listed(reg, w) && seqOf(reg, w) == 2 })
+	}
+	if !r1.Ready() {
+		t.Error("r1 not ready")
+	}
+}
+
+// A replica answers who was on top at a second for any host by asking that
+// host's agent, which keeps the record (a real culprit sampler here): the
+// newest second, the second nearest a time, not-found for a time nothing
+// was kept near and for a host the fleet does not know, and an error that
+// is not "not found" for a host whose agent keeps no record.
+func TestCulpritsAcrossTheFleet(t *testing.T) {
+	s := testHub(t, t.TempDir(), "127.0.0.1:0")
+	a := testAgent(t, s, "web-1")
+	sampler := collectors.NewCulprits(collectors.Config{HostID: "web-1"}).(*collectors.CulpritSampler)
+	if err := a.ServeCulprits(sampler); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the baseline, then a second
+		if _, err := sampler.Collect(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := sampler.Lookup(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := testAgent(t, s, "web-2") // an agent that keeps no record
+	sample(b, "web-2.cpu", 1)
+	r, _ := testReplica(t, s.ClientURL(), s.Secret().Replica("r1"), "r1")
+	waitFor(t, "r1 ready with both hosts", func() bool { return r.Ready() && r.IsHost("web-1") && r.IsHost("web-2") })
+
+	ctx := context.Background()
+	for _, at := range []time.Time{{}, want.TS.Add(700 * time.Millisecond)} {
+		got, err := r.Culprits(ctx, "web-1", at)
+		if err != nil || !got.TS.Equal(want.TS) || !got.Newest.Equal(want.Newest) || string(got.Data) != string(want.Data) {
+			t.Errorf("web-1 at %v: %v, %v; want the agent's second %v", at, got.TS, err, want.TS)
+		}
+	}
+	if _, err := r.Culprits(ctx, "web-1", want.TS.Add(-time.Hour)); !errors.Is(err, collectors.ErrNoCulprits) || !strings.Contains(err.Error(), "kept from") {
+		t.Errorf("an hour before the record: %v; want not found, saying what is kept", err)
+	}
+	if _, err := r.Culprits(ctx, "web-9", time.Time{}); !errors.Is(err, collectors.ErrNoCulprits) {
+		t.Errorf("a host not in the fleet: %v; want not found", err)
+	}
+	if _, err := r.Culprits(ctx, "web-2", time.Time{}); err == nil || errors.Is(err, collectors.ErrNoCulprits) || !strings.Contains(err.Error(), "not running") {
+		t.Errorf("a host whose agent keeps no record: %v; want unavailable", err)
+	}
+}

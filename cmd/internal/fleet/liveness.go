@@ -33,9 +33,11 @@ func silentLimit(interval time.Duration) time.Duration {
 type liveTopic struct {
 	host        string
 	info        collectors.TopicInfo // from the descriptor
+	desc        descTopic            // the descriptor's entry info came from
 	declared    bool                 // info came from a descriptor
 	known       time.Time            // when this replica learned of it
 	lastArrival time.Time            // when its last value arrived (zero: none yet)
+	lastStored  time.Time            // when the store took its last value
 	agentErr    string               // its collector's error, from the descriptor
 	shown       string               // the error last given to the registry ("": ok)
 }
@@ -50,13 +52,24 @@ func (r *Replica) topicLocked(name string, now time.Time) *liveTopic {
 	return t
 }
 
-func (r *Replica) noteArrival(topic string, at time.Time) {
+// noteArrival records that a value of topic, stored at stored, arrived at
+// at. It returns false for a value to ignore: one stored before its host's
+// descriptor stopped listing the topic (a workload's topic, replayed after
+// the workload went).
+func (r *Replica) noteArrival(topic string, at, stored time.Time) bool {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	if d := r.hosts[hostOf(topic)]; d != nil && !d.lists[topic] && stored.Before(d.stored) {
+		return false
+	}
 	t := r.topicLocked(topic, at)
 	if at.After(t.lastArrival) {
 		t.lastArrival = at
 	}
-	r.mu.Unlock()
+	if stored.After(t.lastStored) {
+		t.lastStored = stored
+	}
+	return true
 }
 
 // watch runs the liveness check until ctx ends.
@@ -89,7 +102,15 @@ func (r *Replica) checkLiveness(now time.Time) {
 		}
 	}
 	r.mu.Unlock()
+	r.regMu.Lock()
+	defer r.regMu.Unlock()
 	for _, c := range changes {
+		r.mu.Lock()
+		_, still := r.topics[c.topic] // not removed by a descriptor meanwhile
+		r.mu.Unlock()
+		if !still {
+			continue
+		}
 		var err error
 		if c.err != "" {
 			err = errors.New(c.err)

@@ -66,6 +66,12 @@ type Replica struct {
 	catchingUp atomic.Bool // the initial replay runs: arrivals take the store's time
 	instance   string      // the epoch followed; guarded by stateMu
 
+	// regMu orders the registry calls that add or remove a host topic's
+	// status or the topic itself (liveness, descriptors), so that a status
+	// never re-creates a topic a descriptor has just removed. Taken
+	// before mu.
+	regMu sync.Mutex
+
 	// mu guards what follows; never held while calling the registry.
 	mu         sync.Mutex
 	hosts      map[string]*descriptor // host -> newest descriptor
@@ -272,7 +278,7 @@ func (r *Replica) follow(ctx context.Context, lost <-chan struct{}) error {
 			if e == nil {
 				hostsLoaded = true
 			} else if e.Operation() == jetstream.KeyValuePut {
-				r.onDescriptor(e.Key(), e.Value())
+				r.onDescriptor(e.Key(), e.Value(), e.Created())
 			}
 		case <-caughtUp:
 			caughtUp = nil // seen; a nil channel blocks from now on
@@ -336,22 +342,30 @@ func (r *Replica) onValue(m jetstream.Msg) uint64 {
 		if r.catchingUp.Load() {
 			arrived = md.Timestamp // the replay of old values: their own time
 		}
-		r.noteArrival(topic, arrived)
+		if !r.noteArrival(topic, arrived, md.Timestamp) {
+			return md.NumPending // a workload gone from its host's descriptor
+		}
 	}
 	r.reg.PublishAt(stream.Sequenced{Topic: topic, Seq: seq, TS: ts, Data: m.Data(), Published: published, Stored: md.Timestamp})
 	return md.NumPending
 }
 
-// onDescriptor takes a host's descriptor: its topics are declared, their
-// intervals and errors feed the liveness check.
-func (r *Replica) onDescriptor(host string, value []byte) {
+// onDescriptor takes a host's descriptor, stored at stored: its topics are
+// declared, their intervals and errors feed the liveness check, and the
+// host's run-time topics (workloads) it no longer lists are removed, unless
+// a value of theirs was stored after it (a workload that appeared since).
+func (r *Replica) onDescriptor(host string, value []byte, stored time.Time) {
 	var d descriptor
 	if err := json.Unmarshal(value, &d); err != nil || d.Host != host || !validToken(host) {
 		r.log.Warn("ignoring a bad host descriptor", "host", host, "err", err)
 		return
 	}
-	var declare []collectors.TopicInfo
+	d.stored, d.lists = stored, make(map[string]bool, len(d.Topics))
+	var declare []descTopic
+	var remove []string
 	now := time.Now()
+	r.regMu.Lock()
+	defer r.regMu.Unlock()
 	r.mu.Lock()
 	old := r.hosts[host]
 	r.hosts[host] = &d
@@ -359,24 +373,40 @@ func (r *Replica) onDescriptor(host string, value []byte) {
 		if hostOf(dt.Name) != host {
 			continue
 		}
+		d.lists[dt.Name] = true
 		t := r.topicLocked(dt.Name, now)
-		info := collectors.TopicInfo{Name: dt.Name, Interval: time.Duration(dt.IntervalMS) * time.Millisecond, Description: dt.Description, OnDemand: dt.OnDemand}
-		if !t.declared || t.info != info {
-			declare = append(declare, info)
+		if !t.declared || t.desc != dt {
+			declare = append(declare, dt)
 		}
-		t.info, t.declared = info, true
+		t.desc, t.declared = dt, true
+		t.info = collectors.TopicInfo{Name: dt.Name, Interval: time.Duration(dt.IntervalMS) * time.Millisecond, Description: dt.Description, OnDemand: dt.OnDemand}
 	}
 	for name, t := range r.topics {
-		if t.host == host {
-			t.agentErr = d.Errors[name]
+		if t.host != host {
+			continue
 		}
+		if !d.lists[name] && !t.lastStored.After(stored) {
+			delete(r.topics, name)
+			delete(r.backfilled, name)
+			remove = append(remove, name)
+			continue
+		}
+		t.agentErr = d.Errors[name]
 	}
 	r.mu.Unlock()
 	if old == nil {
 		r.log.Info("host joined", "host", host, "version", d.Version, "topics", len(d.Topics))
 	}
-	for _, info := range declare {
-		r.reg.Declare(info)
+	for _, dt := range declare {
+		info := collectors.TopicInfo{Name: dt.Name, Interval: time.Duration(dt.IntervalMS) * time.Millisecond, Description: dt.Description, OnDemand: dt.OnDemand}
+		if dt.Runtime {
+			r.reg.DeclareRuntime(info, dt.History)
+		} else {
+			r.reg.Declare(info)
+		}
+	}
+	for _, name := range remove {
+		r.reg.Undeclare(name)
 	}
 }
 

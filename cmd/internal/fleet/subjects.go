@@ -21,7 +21,8 @@ const (
 	PublishedPrefix = "opsdash.p."
 	// DemandPrefix + topic: demand leases (core NATS).
 	DemandPrefix = "opsdash.demand."
-	// agentPrefix + host + ".ping": the duplicate-host check.
+	// agentPrefix + host + ".ping": the duplicate-host check; + ".culprits": the
+	// host's culprit record (culprits.go).
 	agentPrefix = "opsdash.agent."
 	// HostsBucket holds each host's descriptor under its host id.
 	HostsBucket = "opsdash_hosts"

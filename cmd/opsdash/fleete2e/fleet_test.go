@@ -2,6 +2,7 @@ package fleete2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -237,6 +238,34 @@ func TestFleet(t *testing.T) {
 		}
 		if code, _ := get(f.r2HTTP+"/api/v1/topics", ""); code != 401 {
 			t.Errorf("r2 without the cookie: %d, want 401", code)
+		}
+	})
+
+	t.Run("who was on top at a second, for any host from any replica", func(t *testing.T) {
+		type answer struct {
+			Host     string          `json:"host"`
+			TS       int64           `json:"ts"`
+			Culprits json.RawMessage `json:"culprits"`
+		}
+		var newest answer
+		eventually(t, 10*time.Second, "web-1's newest culprits second through r2", func() bool {
+			code, body := get(f.r2HTTP+"/api/v1/culprits?host=web-1", token)
+			return code == 200 && json.Unmarshal([]byte(body), &newest) == nil && newest.TS > 0
+		})
+		if newest.Host != "web-1" || !strings.Contains(string(newest.Culprits), `"top_processes"`) {
+			t.Errorf("web-1's culprits from r2: %+v", newest)
+		}
+		// The same second from the other replica, asked by its time.
+		code, body := get(fmt.Sprintf("%s/api/v1/culprits?host=web-1&at=%d", f.r1HTTP, newest.TS), token)
+		var same answer
+		if code != 200 || json.Unmarshal([]byte(body), &same) != nil || same.TS != newest.TS {
+			t.Errorf("r1 at %d: %d %s", newest.TS, code, body)
+		}
+		if code, body := get(f.r1HTTP+"/api/v1/culprits?host=nowhere", token); code != 404 {
+			t.Errorf("a host not in the fleet: %d %s, want 404", code, body)
+		}
+		if code, body := get(f.r1HTTP+"/api/v1/culprits?host=sim-001", token); code != 503 || !strings.Contains(body, "not running") {
+			t.Errorf("a simulated host (no agent to ask): %d %s, want 503", code, body)
 		}
 	})
 

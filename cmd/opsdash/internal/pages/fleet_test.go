@@ -167,17 +167,17 @@ func TestFleetWorkloadPage(t *testing.T) {
 	}
 }
 
-// The charts of a single host's dashboard name the culprits of a second
-// from GET /api/v1/culprits, which knows that host alone; a fleet host's
-// dashboard does not ask it (it would answer 404, shown as "no culprits").
-func TestCulpritsOnlyOnASingleHost(t *testing.T) {
-	const attr = `data-culprits-api="/api/v1/culprits"`
-	if _, body := do(t, pagesApp(t), httptest.NewRequest("GET", "/", nil)); !strings.Contains(body, attr) {
-		t.Errorf("a single host's dashboard lacks %s", attr)
+// The charts of a host's dashboard name the culprits of a second from
+// GET /api/v1/culprits: a single host's server asks for its own host, a
+// fleet host's page for that host (answered by its agent), and the
+// workloads named link to that host's pages.
+func TestCulpritsAPIOfAHostsDashboard(t *testing.T) {
+	if _, body := do(t, pagesApp(t), httptest.NewRequest("GET", "/", nil)); !strings.Contains(body, `data-culprits-api="/api/v1/culprits" data-host-path=""`) {
+		t.Error("a single host's dashboard does not ask GET /api/v1/culprits for its own host")
 	}
 	app, _ := fleetApp(t)
-	if _, body := do(t, app, httptest.NewRequest("GET", "/hosts/web-1", nil)); strings.Contains(body, "data-culprits-api") {
-		t.Error("a fleet host's dashboard asks for culprits")
+	if _, body := do(t, app, httptest.NewRequest("GET", "/hosts/web-1", nil)); !strings.Contains(body, `data-culprits-api="/api/v1/culprits?host=web-1" data-host-path="/hosts/web-1"`) {
+		t.Error("a fleet host's dashboard does not ask GET /api/v1/culprits?host=web-1")
 	}
 }
 
