@@ -272,15 +272,22 @@ func newCulpritsOn(cfg Config, s spec, paths hostPaths, tree cgroupTree) *Culpri
 	return c
 }
 
-// maxHeldFDs is how many descriptors the sampler keeps open: 4096, or a
-// quarter of the process's descriptor limit if that is less, so that the
-// server's connections keep most of it.
+// maxHeldFDs is how many descriptors the sampler keeps open under the
+// process's current limit (CulpritFDs).
 func maxHeldFDs() int {
 	var lim unix.Rlimit
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) != nil {
 		return 256
 	}
-	return int(min(4096, lim.Cur/4))
+	return CulpritFDs(lim.Cur)
+}
+
+// CulpritFDs is how many descriptors the culprit sampler keeps open under a
+// descriptor limit of limit: 4096, or a quarter of the limit if that is
+// less, so that the server's connections keep most of it. A server keeps
+// them out of its connection cap.
+func CulpritFDs(limit uint64) int {
+	return int(min(4096, limit/4))
 }
 
 func (c *CulpritSampler) Topics() []TopicInfo {

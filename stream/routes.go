@@ -72,16 +72,19 @@ func (r *Registry) routeNewTopicLocked(t *topic) {
 	}
 }
 
-// snapFrame is one topic's latest value for a new subscriber's snapshot.
+// snapFrame is one topic's latest value for a new subscriber's snapshot,
+// and its status frame when it is failing (a status frame otherwise comes
+// only when the status changes, so a new subscriber would not learn it).
 type snapFrame struct {
-	slot  *slot
-	seq   uint64
-	frame []byte
+	slot   *slot
+	seq    uint64
+	frame  []byte // nil: no value yet
+	status []byte // nil: not failing
 }
 
 // addPatterns indexes s's new patterns and routes the matching topics to s.
-// It returns the snapshot (latest value of each topic that was not flowing
-// to s yet) and the topics that gained their first subscriber. The caller
+// It returns the snapshot (latest value and failing status of each topic
+// that was not flowing to s yet) and the topics that gained their first subscriber. The caller
 // holds s.mu; addPatterns takes r.mu (lock order: Session.mu, then
 // Registry.mu).
 func (r *Registry) addPatterns(s *Session, add []Pattern) (snap []snapFrame, demand []*topic) {
@@ -108,8 +111,12 @@ func (r *Registry) addPatterns(s *Session, add []Pattern) (snap []snapFrame, dem
 		if len(t.subs) == 1 {
 			demand = append(demand, t)
 		}
-		if t.seq > 0 && t.frame != nil {
-			snap = append(snap, snapFrame{sl, t.seq, t.frame})
+		var status []byte
+		if t.failing {
+			status = encodeStatus(t.name, t.statusLocked(), t.errMsg)
+		}
+		if t.seq > 0 && t.frame != nil || status != nil {
+			snap = append(snap, snapFrame{sl, t.seq, t.frame, status})
 		}
 	}
 	for _, p := range add {

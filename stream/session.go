@@ -215,14 +215,22 @@ func (s *Session) subscribe(patterns []string, id string, withReply bool, maxHz 
 	if withReply {
 		s.replies = append(s.replies, reply{kindSubscribed, encodeTopicsReply("subscribed", id, patterns)})
 	}
+	offered := 0
 	for _, f := range snap {
-		s.offerUpdateLocked(f.slot, f.seq, f.frame)
+		if f.status != nil { // sent before the value, as a status change is
+			f.slot.status = f.status
+			s.queueLocked(f.slot)
+		}
+		if f.frame != nil {
+			s.offerUpdateLocked(f.slot, f.seq, f.frame)
+			offered++
+		}
 	}
 	start := s.kickLocked()
 	s.mu.Unlock()
 	// A snapshot value is offered like a published one, so that every
 	// update sent or dropped was counted as offered first (stats.go).
-	s.r.counters.offered.Add(uint64(len(snap)))
+	s.r.counters.offered.Add(uint64(offered))
 	s.r.counters.subscriptions.Add(int64(len(add)))
 	if start {
 		s.startWriter()

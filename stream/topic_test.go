@@ -76,3 +76,42 @@ func TestStatusFrames(t *testing.T) {
 		t.Fatalf("status frames = %+v, want failing then ok", statuses)
 	}
 }
+
+// A new subscriber of a failing topic learns it at once: a status frame
+// before the topic's last value, as the change itself was sent to those
+// already subscribed. Healthy topics get no status frame; a topic already
+// flowing through another pattern gets none a second time.
+func TestSubscribeToAFailingTopicSendsItsStatus(t *testing.T) {
+	r := newRegistry(t)
+	publish(r, "web-1.disk.io", 1)
+	r.SetStatus("web-1.disk.io", errors.New("permission denied"))
+	r.Declare(collectors.TopicInfo{Name: "web-1.mem", Interval: time.Second})
+	r.SetStatus("web-1.mem", errors.New("no meminfo")) // failing before any value
+	publish(r, "web-1.cpu", 1)
+	c := newFakeConn(t)
+	s := openSession(t, r, c, stream.SessionConfig{})
+	mustHandle(t, s, `{"type":"subscribe","id":"1","topics":["web-1.>"]}`)
+	c.waitMsg(t, "web-1.cpu's snapshot", isUpdate("web-1.cpu", 1))
+	_, upd := c.waitMsg(t, "web-1.disk.io's snapshot", isUpdate("web-1.disk.io", 1))
+	st, at := c.waitMsg(t, "web-1.disk.io failing", func(m msg) bool { return m.Type == "status" && m.Topic == "web-1.disk.io" })
+	if st.Status != "failing" || st.Error != "permission denied" || at > upd {
+		t.Errorf("disk.io: %+v at frame %d, value at frame %d; want failing before the value", st, at, upd)
+	}
+	if st, _ := c.waitMsg(t, "web-1.mem failing", func(m msg) bool { return m.Type == "status" && m.Topic == "web-1.mem" }); st.Error != "no meminfo" {
+		t.Errorf("mem: %+v", st)
+	}
+	mustHandle(t, s, `{"type":"subscribe","id":"2","topics":["*.disk.io"]}`)
+	c.waitMsg(t, "subscribed 2", isReply("subscribed", "2"))
+	n := 0
+	for _, m := range c.messages() {
+		if m.Type == "status" {
+			n++
+			if m.Topic == "web-1.cpu" {
+				t.Errorf("a healthy topic got a status frame: %+v", m)
+			}
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d status frames, want 2 (disk.io once, mem)", n)
+	}
+}

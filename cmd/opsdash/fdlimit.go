@@ -1,5 +1,7 @@
 package main
 
+import "github.com/opsdash/opsdash/collectors"
+
 // The connection cap and the file descriptor limit. Every connection is a
 // file descriptor; so are the files the collectors read, the listener and,
 // in a fleet, the NATS connections. A process out of descriptors fails to
@@ -8,7 +10,10 @@ package main
 // limit with a reserve for the rest.
 
 // fdReserveMin and fdReserveDiv size the descriptors kept out of the
-// connection cap: an eighth of the limit, and at least 64.
+// connection cap for files, the listener and NATS: an eighth of the limit,
+// and at least 64. The culprit sampler's held descriptors
+// (collectors.CulpritFDs) are kept out too: it holds one per process, up
+// to a quarter of the limit, all the time.
 const (
 	fdReserveMin = 64
 	fdReserveDiv = 8
@@ -21,7 +26,8 @@ func openConnsCap(want int, fdLimit uint64) (int, bool) {
 	if fdLimit == 0 {
 		return limitFlag(want), false
 	}
-	fit := int(min(fdLimit, 1<<30)) - max(fdReserveMin, int(min(fdLimit, 1<<30))/fdReserveDiv)
+	limit := int(min(fdLimit, 1<<30))
+	fit := limit - max(fdReserveMin, limit/fdReserveDiv) - collectors.CulpritFDs(uint64(limit))
 	fit = max(fit, 1)
 	if want == 0 || want <= fit {
 		return limitFlag(want), false

@@ -25,8 +25,9 @@ func TestOpenConnsCap(t *testing.T) {
 	}{
 		{12000, 0, 12000, false},       // limit unknown: the flag as it is
 		{12000, 1 << 20, 12000, false}, // room enough
-		{12000, 256, 192, true},        // 256 less the reserve of 64
-		{12000, 4096, 3584, true},      // 4096 less an eighth
+		{12000, 256, 128, true},        // 256 less 64 for files and 64 (a quarter) for the culprit sampler
+		{12000, 4096, 2560, true},      // 4096 less an eighth and a quarter
+		{12000, 1 << 16, 12000, false}, // 65536 less 8192 and the sampler's most, 4096
 		{100, 256, 100, false},
 		{0, 256, -1, false}, // 0 = off, whatever the limit (stream.NoLimit)
 	} {
@@ -132,7 +133,7 @@ func logCount(logs string, msg string) int {
 
 // TestConnectionCapKeepsDescriptors (finding 1): 400 connections that
 // never send a byte against a server limited to 256 descriptors. The
-// connection cap (256 less a reserve) keeps the process from ever running
+// connection cap (256 less the reserves for files and the culprit sampler) keeps the process from ever running
 // out: it keeps serving its subscriber, times the idle connections out at
 // the first-byte deadline, and accepts the waiting ones and new requests
 // as they go. Before, the process exited (EMFILE) and idle connections
@@ -140,7 +141,7 @@ func logCount(logs string, msg string) int {
 func TestConnectionCapKeepsDescriptors(t *testing.T) {
 	p := fdLimitedServer(t, "--handshake-timeout", "2s")
 	base := "http://" + p.addr
-	if !strings.Contains(p.logs.String(), `"max_open_conns":192,"fd_limit":256`) {
+	if !strings.Contains(p.logs.String(), `"max_open_conns":128,"fd_limit":256`) {
 		t.Errorf("the cap was not fitted to the descriptor limit:\n%s", p.logs.String())
 	}
 	ws := subscribeWS(t, base, "fdtest.cpu")

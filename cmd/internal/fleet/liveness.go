@@ -48,6 +48,7 @@ func (r *Replica) topicLocked(name string, now time.Time) *liveTopic {
 	if t == nil {
 		t = &liveTopic{host: hostOf(name), known: now}
 		r.topics[name] = t
+		r.hostTopics[t.host]++
 	}
 	return t
 }

@@ -76,6 +76,7 @@ type Replica struct {
 	mu         sync.Mutex
 	hosts      map[string]*descriptor // host -> newest descriptor
 	topics     map[string]*liveTopic  // every host topic seen or declared
+	hostTopics map[string]int         // host -> how many of topics are its
 	wanted     map[string]time.Time   // topics with viewers here -> since when
 	backfilled map[string]bool        // topics whose history was loaded
 }
@@ -92,7 +93,7 @@ func NewReplica(cfg ReplicaConfig) *Replica {
 	r := &Replica{
 		reg: cfg.Registry, name: cfg.Name, sessionTTL: cfg.SessionTTL, log: log.With("replica", cfg.Name),
 		lost: make(chan struct{}), up: make(chan struct{}, 1),
-		hosts: map[string]*descriptor{}, topics: map[string]*liveTopic{},
+		hosts: map[string]*descriptor{}, topics: map[string]*liveTopic{}, hostTopics: map[string]int{},
 		wanted: map[string]time.Time{}, backfilled: map[string]bool{},
 	}
 	r.reg.OnDemand(r.setDemand)
@@ -387,6 +388,9 @@ func (r *Replica) onDescriptor(host string, value []byte, stored time.Time) {
 		}
 		if !d.lists[name] && !t.lastStored.After(stored) {
 			delete(r.topics, name)
+			if r.hostTopics[host]--; r.hostTopics[host] == 0 {
+				delete(r.hostTopics, host)
+			}
 			delete(r.backfilled, name)
 			remove = append(remove, name)
 			continue
@@ -415,15 +419,8 @@ func (r *Replica) onDescriptor(host string, value []byte, stored time.Time) {
 func (r *Replica) IsHost(host string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.hosts[host]; ok {
-		return true
-	}
-	for _, t := range r.topics {
-		if t.host == host {
-			return true
-		}
-	}
-	return false
+	_, ok := r.hosts[host]
+	return ok || r.hostTopics[host] > 0
 }
 
 // Hosts lists the fleet's hosts, sorted.
@@ -433,8 +430,8 @@ func (r *Replica) Hosts() []string {
 	for h := range r.hosts {
 		set[h] = true
 	}
-	for _, t := range r.topics {
-		set[t.host] = true
+	for h := range r.hostTopics {
+		set[h] = true
 	}
 	r.mu.Unlock()
 	return slices.Sorted(maps.Keys(set))
