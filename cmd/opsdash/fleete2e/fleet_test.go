@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 	"github.com/nats-io/nats.go"
 
@@ -490,6 +491,29 @@ func fleetPage(t *testing.T, f *fleetUnderTest, silent string, silentSince time.
 	if shown != "2" {
 		t.Errorf("filter web- shows %s rows, want web-1 and web-2", shown)
 	}
+
+	// A host's dashboard on a replica: pointing at its CPU chart names that
+	// second's culprits, which the replica asked of the host's agent.
+	if err := chromedp.Do(ctx, chromedp.Navigate(f.r2HTTP+"/hosts/web-1")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "web-1's CPU chart with a few points", func() bool {
+		return isTrue(`document.querySelector('[data-chart=cpu] polyline') && document.querySelector('[data-chart=cpu] polyline').getAttribute('points').split(' ').length >= 3`)
+	})
+	if err := chromedp.Do(ctx, chromedp.ScrollIntoView(chromedp.CSS(`[data-chart=cpu]`))); err != nil {
+		t.Fatal(err)
+	}
+	v, err := js(`(() => { const r = document.querySelector('[data-chart=cpu]').getBoundingClientRect(); return [r.left + r.width * 0.99, r.top + r.height / 2]; })()`)
+	xy, _ := v.([]any)
+	if err != nil || len(xy) != 2 {
+		t.Fatalf("the chart's place: %v %v", v, err)
+	}
+	if err := chromedp.Do(ctx, chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, xy[0].(float64), xy[1].(float64))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the culprits of the second under the pointer", func() bool {
+		return strings.HasPrefix(str(`(document.querySelector('[data-culprits=cpu] p') || {}).textContent || ''`), "Top by CPU at ")
+	})
 }
 
 // shootFleet checks that the overview fits a desktop's and a phone's
