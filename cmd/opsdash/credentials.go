@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/opsdash/opsdash/cmd/internal/fleet"
 	"github.com/opsdash/opsdash/cmd/opsdash/internal/envflag"
@@ -21,8 +24,8 @@ import (
 func credentialsMain(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs := flag.NewFlagSet("credentials", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	data := fs.String("nats-data", "", "the hub's --nats-data directory (its secret is fleet.secret there)")
-	secretFile := fs.String("nats-secret-file", "", "the hub's --nats-secret-file, when its secret is not in --nats-data")
+	var hub hubSecret
+	hub.register(fs)
 	var hosts, replicas envflag.List
 	fs.Var(&hosts, "host-id", "the credentials of this host's agent (comma-separated: several): they publish only this host's topics")
 	fs.Var(&replicas, "replica", "the credentials of a replica (opsdash serve --nats) with this name (comma-separated: several): they read everything and publish only the publish API's topics")
@@ -56,20 +59,16 @@ func credentialsMain(args []string, stdout, stderr io.Writer, getenv func(string
 			errs = append(errs, fmt.Errorf("--replica %q: a name is one token of [a-z0-9_-]", n))
 		}
 	}
-	path := *secretFile
-	if path == "" && *data != "" {
-		path = filepath.Join(*data, fleet.SecretFile)
-	}
-	if path == "" {
-		errs = append(errs, errors.New("give the hub's --nats-data DIR or --nats-secret-file FILE"))
+	if hub.path() == "" {
+		errs = append(errs, errHubSecret)
 	}
 	if err := errors.Join(errs...); err != nil {
 		fmt.Fprintf(stderr, "opsdash credentials: %v\n", err)
 		return 2
 	}
-	secret, err := fleet.ReadSecret(path)
+	secret, err := hub.read()
 	if err != nil {
-		fmt.Fprintf(stderr, "opsdash credentials: the hub's secret: %v (has the hub started once with this --nats-data?)\n", err)
+		fmt.Fprintf(stderr, "opsdash credentials: %v\n", err)
 		return 1
 	}
 	var all []fleet.Credentials
@@ -90,4 +89,103 @@ func credentialsMain(args []string, stdout, stderr io.Writer, getenv func(string
 		}
 	}
 	return 0
+}
+
+// hubSecret is how a command run on the hub finds the hub's secret: its
+// --nats-data directory or its --nats-secret-file.
+type hubSecret struct{ data, file string }
+
+var errHubSecret = errors.New("give the hub's --nats-data DIR or --nats-secret-file FILE")
+
+func (h *hubSecret) register(fs *flag.FlagSet) {
+	fs.StringVar(&h.data, "nats-data", "", "the hub's --nats-data directory (its secret is fleet.secret there)")
+	fs.StringVar(&h.file, "nats-secret-file", "", "the hub's --nats-secret-file, when its secret is not in --nats-data")
+}
+
+// path is the secret's file, "" when neither flag is given.
+func (h *hubSecret) path() string {
+	if h.file == "" && h.data != "" {
+		return filepath.Join(h.data, fleet.SecretFile)
+	}
+	return h.file
+}
+
+func (h *hubSecret) read() (fleet.Secret, error) {
+	s, err := fleet.ReadSecret(h.path())
+	if err != nil {
+		return nil, fmt.Errorf("the hub's secret: %w (has the hub started once with this --nats-data?)", err)
+	}
+	return s, nil
+}
+
+// forgetWait bounds `opsdash forget` as a whole (NATS unreachable: it
+// gives up rather than retrying for ever).
+const forgetWait = 30 * time.Second
+
+// forgetMain runs `opsdash forget HOST...`: drop decommissioned hosts from
+// the fleet (fleet.Forget), connecting to its NATS with the hub's rights.
+func forgetMain(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := flag.NewFlagSet("forget", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var hub hubSecret
+	hub.register(fs)
+	var urls envflag.List
+	fs.Var(&urls, "nats", "the fleet's NATS URLs (comma-separated), e.g. nats://hub:4222")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: opsdash forget --nats URL (--nats-data DIR | --nats-secret-file FILE) HOST...\n\n"+
+			"Drops decommissioned hosts from the fleet: every replica removes their topics and leaves them off\n"+
+			"the overview. Refused while a host's agent runs; an agent started again brings its host back.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := parseWithEnv(fs, args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "opsdash forget: %v\n", err)
+		return 2
+	}
+	var errs []error
+	if fs.NArg() == 0 {
+		errs = append(errs, errors.New("name the hosts to forget"))
+	}
+	for _, h := range fs.Args() {
+		if !validName(h) {
+			errs = append(errs, fmt.Errorf("%q: a host id is one token of [a-z0-9_-]", h))
+		}
+	}
+	if len(urls) == 0 {
+		errs = append(errs, errors.New("give the fleet's --nats URL"))
+	}
+	if hub.path() == "" {
+		errs = append(errs, errHubSecret)
+	}
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintf(stderr, "opsdash forget: %v\n", err)
+		return 2
+	}
+	secret, err := hub.read()
+	if err != nil {
+		fmt.Fprintf(stderr, "opsdash forget: %v\n", err)
+		return 1
+	}
+	nc, err := fleet.Connect(fleet.ConnConfig{URLs: urls, Credentials: secret.Admin(), Name: "opsdash forget",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		fmt.Fprintf(stderr, "opsdash forget: %v\n", err)
+		return 1
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), forgetWait)
+	defer cancel()
+	code := 0
+	for _, h := range fs.Args() {
+		removed, err := fleet.Forget(ctx, nc, h)
+		if err != nil {
+			fmt.Fprintf(stderr, "opsdash forget: %s: %v\n", h, err)
+			code = 1
+			continue
+		}
+		fmt.Fprintf(stdout, "forgot %s (%d stored values removed; each topic's last is kept, so its seqs continue if it comes back)\n", h, removed)
+	}
+	return code
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,5 +122,55 @@ func TestAgentWorkloadFlags(t *testing.T) {
 	cfg.Workloads.Retention = 0
 	if cfg.validate() == nil {
 		t.Error("--workload-retention 0 passes an agent's validation")
+	}
+}
+
+// `opsdash forget` against a running hub: refused while the host's agent
+// runs, done once it stopped (the replica-side effects are tested in
+// cmd/internal/fleet), and usage errors exit 2.
+func TestForgetCommand(t *testing.T) {
+	dir := t.TempDir()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := fleet.StartServer(fleet.ServerConfig{Listen: "127.0.0.1:0", DataDir: dir, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown()
+	a, err := fleet.DialAgent(fleet.ConnConfig{URLs: []string{s.ClientURL()}, Credentials: s.Secret().Agent("web-3"), Logger: quiet},
+		fleet.AgentConfig{Host: "web-3", Version: "test", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		a.Publish(collectors.Sample{Topic: "web-3.cpu", Time: time.Now(), Data: map[string]int{"usage_pct": i}})
+	}
+	if err := a.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	forget := []string{"forget", "--nats", s.ClientURL(), "--nats-data", dir, "web-3"}
+	var out, errOut bytes.Buffer
+	if code := run(ctx, forget, &out, &errOut, env(nil)); code != 1 || !strings.Contains(errOut.String(), "stop it first") {
+		t.Errorf("while the agent runs: exit %d, %q; want 1 and a refusal", code, errOut.String())
+	}
+	a.Close()
+	out.Reset()
+	errOut.Reset()
+	if code := run(ctx, forget, &out, &errOut, env(nil)); code != 0 || !strings.HasPrefix(out.String(), "forgot web-3 (2 stored values removed;") {
+		t.Errorf("after the agent stopped: exit %d, %q %q", code, out.String(), errOut.String())
+	}
+	for _, args := range [][]string{
+		{"forget", "--nats", s.ClientURL(), "--nats-data", dir},          // nobody
+		{"forget", "--nats-data", dir, "web-3"},                          // no --nats
+		{"forget", "--nats", s.ClientURL(), "web-3"},                     // no secret
+		{"forget", "--nats", s.ClientURL(), "--nats-data", dir, "Web.3"}, // not a host id
+	} {
+		if code := run(ctx, args, &out, &errOut, env(nil)); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
 	}
 }

@@ -7,6 +7,7 @@
 //	opsdash [serve] [flags]     run the dashboard (the default; a fleet's hub or replica with --nats-listen or --nats)
 //	opsdash agent --nats URL    publish this host's topics to a fleet
 //	opsdash credentials ...     print a host's or replica's NATS credentials (on the hub)
+//	opsdash forget ... HOST...  drop decommissioned hosts from a fleet
 //	opsdash watch [--server URL] [--json] PATTERN...
 //	opsdash healthcheck [--server URL] [--ca FILE]
 //	opsdash version
@@ -57,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return agentMain(ctx, args, stderr, getenv, nil)
 	case "credentials":
 		return credentialsMain(args, stdout, stderr, getenv)
+	case "forget":
+		return forgetMain(args, stdout, stderr, getenv)
 	case "watch":
 		return watchMain(ctx, args, stdout, stderr, getenv)
 	case "healthcheck":
@@ -90,6 +93,8 @@ const usage = `Usage:
                                    collect this host and publish to a fleet's NATS (--help for flags)
   opsdash credentials (--nats-data DIR | --nats-secret-file FILE) (--host-id ID | --replica NAME)
                                    on the hub: print an agent's or a replica's NATS credentials
+  opsdash forget --nats URL (--nats-data DIR | --nats-secret-file FILE) HOST...
+                                   drop decommissioned hosts from a fleet (refused while a host's agent runs)
   opsdash watch [--server URL] [--json] PATTERN...
                                    print updates of matching topics as they arrive (--help for flags)
   opsdash healthcheck [--server URL] [--ca FILE]

@@ -463,6 +463,9 @@ type descriptor struct {
 	Started int64             `json:"started_ms"`
 	Topics  []descTopic       `json:"topics"`
 	Errors  map[string]string `json:"errors,omitempty"`
+	// Forgotten marks a host dropped from the fleet (Forget): no topics,
+	// left off the overview until its agent starts again.
+	Forgotten bool `json:"forgotten,omitempty"`
 
 	// Set by the replica that reads it: when the store took it, and the
 	// names of Topics as a set.

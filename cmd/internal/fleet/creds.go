@@ -123,6 +123,10 @@ func (s Secret) Replica(name string) Credentials { return s.user(replicaUserPref
 // hub returns the credentials of the hub's own connections.
 func (s Secret) hub() Credentials { return s.user(hubUser) }
 
+// Admin returns the credentials with the hub's own rights, for
+// administration from outside the hub (opsdash forget).
+func (s Secret) Admin() Credentials { return s.hub() }
+
 func (s Secret) user(name string) Credentials {
 	return Credentials{User: name, Password: s.password(name)}
 }

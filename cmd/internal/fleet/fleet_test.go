@@ -510,3 +510,60 @@ func TestCulpritsAcrossTheFleet(t *testing.T) {
 		t.Errorf("a host whose agent keeps no record: %v; want unavailable", err)
 	}
 }
+
+// A decommissioned host is forgotten: refused while its agent runs; then
+// every replica drops its topics and leaves it off the hosts, a replica
+// started later does not bring it back, the store keeps one value per
+// topic; an agent of that host id started again brings the host back with
+// its seqs continuing.
+func TestForgetAHost(t *testing.T) {
+	s := testHub(t, t.TempDir(), "127.0.0.1:0")
+	a := testAgent(t, s, "web-3")
+	a.Declare(collectors.TopicInfo{Name: "web-3.cpu", Interval: time.Second})
+	for i := range 3 {
+		sample(a, "web-3.cpu", float64(i))
+	}
+	b := testAgent(t, s, "web-1")
+	sample(b, "web-1.cpu", 1)
+	r1, reg1 := testReplica(t, s.ClientURL(), s.Secret().Replica("r1"), "r1")
+	listed := func(reg *stream.Registry, name string) bool {
+		return slices.ContainsFunc(reg.Topics(), func(st stream.TopicState) bool { return st.Name == name })
+	}
+	waitFor(t, "web-3.cpu at seq 3 on r1", func() bool { return seqOf(reg1, "web-3.cpu") == 3 && listed(reg1, "web-1.cpu") })
+
+	admin := connect(t, s.ClientURL(), s.Secret().Admin(), "", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := Forget(ctx, admin, "web-3"); !errors.Is(err, ErrHostRunning) {
+		t.Fatalf("forgetting a host whose agent runs: %v, want ErrHostRunning", err)
+	}
+	a.Close()
+	removed, err := Forget(ctx, admin, "web-3")
+	if err != nil || removed < 2 {
+		t.Fatalf("Forget: %d removed, %v; want at least web-3.cpu's 2 older values", removed, err)
+	}
+	if _, seq, _, _ := directLast(admin, MetricPrefix+"web-3.cpu"); seq != 3 {
+		t.Errorf("the store's last web-3.cpu has seq %d, want 3 kept", seq)
+	}
+	gone := func(r *Replica, reg *stream.Registry) bool {
+		return !listed(reg, "web-3.cpu") && !slices.Contains(r.Hosts(), "web-3") && listed(reg, "web-1.cpu")
+	}
+	waitFor(t, "web-3 gone from r1, web-1 kept", func() bool { return gone(r1, reg1) })
+	r2, reg2 := testReplica(t, s.ClientURL(), s.Secret().Replica("r2"), "r2")
+	waitFor(t, "r2 ready", r2.Ready)
+	if !gone(r2, reg2) {
+		t.Errorf("r2, started after web-3 was forgotten, shows it: hosts %v", r2.Hosts())
+	}
+
+	back := testAgent(t, s, "web-3")
+	back.Declare(collectors.TopicInfo{Name: "web-3.cpu", Interval: time.Second})
+	sample(back, "web-3.cpu", 9)
+	for _, r := range []struct {
+		r   *Replica
+		reg *stream.Registry
+	}{{r1, reg1}, {r2, reg2}} {
+		waitFor(t, "web-3 back at seq 4", func() bool {
+			return seqOf(r.reg, "web-3.cpu") == 4 && slices.Contains(r.r.Hosts(), "web-3")
+		})
+	}
+}

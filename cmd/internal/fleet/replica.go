@@ -398,16 +398,19 @@ func (r *Replica) onDescriptor(host string, value []byte, stored time.Time) {
 		t.agentErr = d.Errors[name]
 	}
 	r.mu.Unlock()
-	if old == nil {
+	switch {
+	case d.Forgotten:
+		r.log.Info("host forgotten", "host", host, "topics_removed", len(remove))
+	case old == nil || old.Forgotten:
 		r.log.Info("host joined", "host", host, "version", d.Version, "topics", len(d.Topics))
 	}
 	for _, dt := range declare {
+		// Every host topic is a run-time one here: it exists while its
+		// host's descriptor lists it, and goes when the host drops it (a
+		// workload's) or the host is forgotten. History 0 is the
+		// registry's usual length.
 		info := collectors.TopicInfo{Name: dt.Name, Interval: time.Duration(dt.IntervalMS) * time.Millisecond, Description: dt.Description, OnDemand: dt.OnDemand}
-		if dt.Runtime {
-			r.reg.DeclareRuntime(info, dt.History)
-		} else {
-			r.reg.Declare(info)
-		}
+		r.reg.DeclareRuntime(info, dt.History)
 	}
 	for _, name := range remove {
 		r.reg.Undeclare(name)
@@ -415,7 +418,8 @@ func (r *Replica) onDescriptor(host string, value []byte, stored time.Time) {
 }
 
 // IsHost reports whether host is a fleet host (a descriptor or a value was
-// seen): the publish API may not use it as a source.
+// seen, forgotten ones included): the publish API may not use it as a
+// source.
 func (r *Replica) IsHost(host string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -423,12 +427,14 @@ func (r *Replica) IsHost(host string) bool {
 	return ok || r.hostTopics[host] > 0
 }
 
-// Hosts lists the fleet's hosts, sorted.
+// Hosts lists the fleet's hosts, sorted; forgotten ones are left out.
 func (r *Replica) Hosts() []string {
 	r.mu.Lock()
 	set := map[string]bool{}
-	for h := range r.hosts {
-		set[h] = true
+	for h, d := range r.hosts {
+		if !d.Forgotten {
+			set[h] = true
+		}
 	}
 	for h := range r.hostTopics {
 		set[h] = true
