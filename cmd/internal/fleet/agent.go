@@ -485,6 +485,11 @@ type descTopic struct {
 	History int  `json:"history,omitempty"`
 }
 
+// info is the topic as collectors declare it.
+func (dt descTopic) info() collectors.TopicInfo {
+	return collectors.TopicInfo{Name: dt.Name, Interval: time.Duration(dt.IntervalMS) * time.Millisecond, Description: dt.Description, OnDemand: dt.OnDemand}
+}
+
 // flushDescriptor publishes the descriptor when it changed. Descriptors
 // go out in the order they are built (flushMu), so an older one never
 // lands after a newer one.

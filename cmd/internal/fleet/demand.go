@@ -33,7 +33,7 @@ func (r *Replica) setDemand(topic string, subscribed bool) {
 // r.mu must be held.
 func (r *Replica) onDemandLocked(topic string) bool {
 	t := r.topics[topic]
-	return t != nil && t.info.OnDemand
+	return t != nil && t.desc.OnDemand
 }
 
 func (r *Replica) sendLease(topic string, want bool) {

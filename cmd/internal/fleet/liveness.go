@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/opsdash/opsdash/collectors"
 )
 
 // Liveness: a replica cannot ask a dead host anything, so it judges each
@@ -32,14 +30,13 @@ func silentLimit(interval time.Duration) time.Duration {
 // liveTopic is what the liveness check knows of one host topic.
 type liveTopic struct {
 	host        string
-	info        collectors.TopicInfo // from the descriptor
-	desc        descTopic            // the descriptor's entry info came from
-	declared    bool                 // info came from a descriptor
-	known       time.Time            // when this replica learned of it
-	lastArrival time.Time            // when its last value arrived (zero: none yet)
-	lastStored  time.Time            // when the store took its last value
-	agentErr    string               // its collector's error, from the descriptor
-	shown       string               // the error last given to the registry ("": ok)
+	desc        descTopic // its entry in the host's descriptor
+	declared    bool      // desc came from a descriptor
+	known       time.Time // when this replica learned of it
+	lastArrival time.Time // when its last value arrived (zero: none yet)
+	lastStored  time.Time // when the store took its last value
+	agentErr    string    // its collector's error, from the descriptor
+	shown       string    // the error last given to the registry ("": ok)
 }
 
 // topicLocked returns name's entry, creating it. r.mu must be held.
@@ -132,7 +129,7 @@ func (r *Replica) topicErrorLocked(name string, t *liveTopic, now time.Time, fee
 		return ""
 	}
 	ref := t.lastArrival
-	if t.info.OnDemand {
+	if t.desc.OnDemand {
 		since, wanted := r.wanted[name]
 		if !wanted {
 			return "" // idle: nobody asked for it
@@ -144,7 +141,7 @@ func (r *Replica) topicErrorLocked(name string, t *liveTopic, now time.Time, fee
 	if ref.IsZero() {
 		ref = t.known
 	}
-	if now.Sub(ref) < silentLimit(t.info.Interval)-livenessMargin {
+	if now.Sub(ref) < silentLimit(time.Duration(t.desc.IntervalMS)*time.Millisecond)-livenessMargin {
 		return ""
 	}
 	if t.lastArrival.IsZero() {

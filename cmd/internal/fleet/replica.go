@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/opsdash/opsdash/collectors"
 	"github.com/opsdash/opsdash/stream"
 )
 
@@ -353,8 +352,9 @@ func (r *Replica) onValue(m jetstream.Msg) uint64 {
 
 // onDescriptor takes a host's descriptor, stored at stored: its topics are
 // declared, their intervals and errors feed the liveness check, and the
-// host's run-time topics (workloads) it no longer lists are removed, unless
-// a value of theirs was stored after it (a workload that appeared since).
+// host's topics it no longer lists (a workload gone, every topic of a
+// forgotten host) are removed, unless a value of theirs was stored after it
+// (a workload that appeared since).
 func (r *Replica) onDescriptor(host string, value []byte, stored time.Time) {
 	var d descriptor
 	if err := json.Unmarshal(value, &d); err != nil || d.Host != host || !validToken(host) {
@@ -380,7 +380,6 @@ func (r *Replica) onDescriptor(host string, value []byte, stored time.Time) {
 			declare = append(declare, dt)
 		}
 		t.desc, t.declared = dt, true
-		t.info = collectors.TopicInfo{Name: dt.Name, Interval: time.Duration(dt.IntervalMS) * time.Millisecond, Description: dt.Description, OnDemand: dt.OnDemand}
 	}
 	for name, t := range r.topics {
 		if t.host != host {
@@ -409,8 +408,7 @@ func (r *Replica) onDescriptor(host string, value []byte, stored time.Time) {
 		// host's descriptor lists it, and goes when the host drops it (a
 		// workload's) or the host is forgotten. History 0 is the
 		// registry's usual length.
-		info := collectors.TopicInfo{Name: dt.Name, Interval: time.Duration(dt.IntervalMS) * time.Millisecond, Description: dt.Description, OnDemand: dt.OnDemand}
-		r.reg.DeclareRuntime(info, dt.History)
+		r.reg.DeclareRuntime(dt.info(), dt.History)
 	}
 	for _, name := range remove {
 		r.reg.Undeclare(name)
