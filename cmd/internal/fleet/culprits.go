@@ -17,7 +17,9 @@ import (
 // in the store, whose 300 values per topic would keep only 5 minutes of
 // <host>.culprits. A replica asks the agent over NATS request/reply on
 // culpritsSubject(host), so GET /api/v1/culprits?host=… answers from any
-// replica with the same seconds a single host's server gives.
+// replica with the same seconds a single host's server gives. When the
+// agent does not answer (the host died, perhaps of the very spike asked
+// about), the replica answers from those 5 minutes in the store.
 
 // culpritsSubject is where host's agent answers culprit requests.
 func culpritsSubject(host string) string { return agentPrefix + host + ".culprits" }
@@ -71,9 +73,10 @@ func (a *Agent) ServeCulprits(rec CulpritRecord) error {
 
 // Culprits asks host's agent for the second of its culprit record nearest
 // at (the newest when at is zero); it implements httpapi.CulpritSource.
-// A host the fleet does not know, or a second the agent does not keep,
-// wraps collectors.ErrNoCulprits; an agent that does not answer (stopped,
-// its host down, NATS away) is another error.
+// A host the fleet does not know, or a second not kept, wraps
+// collectors.ErrNoCulprits. An agent that does not answer (stopped, its
+// host down) is replaced by the store's last 5 minutes of <host>.culprits;
+// NATS unreachable is another error.
 func (r *Replica) Culprits(ctx context.Context, host string, at time.Time) (collectors.CulpritSecond, error) {
 	if !r.IsHost(host) {
 		return collectors.CulpritSecond{}, fmt.Errorf("%w: no host %s in this fleet", collectors.ErrNoCulprits, host)
@@ -86,10 +89,15 @@ func (r *Replica) Culprits(ctx context.Context, host string, at time.Time) (coll
 		req.AtMS = at.UnixMilli()
 	}
 	body, _ := json.Marshal(req)
-	m, err := r.nc.RequestWithContext(ctx, culpritsSubject(host), body)
+	// Half the time for the agent, half for the store if it is silent.
+	askCtx, cancel := context.WithTimeout(ctx, culpritsAgentWait)
+	m, err := r.nc.RequestWithContext(askCtx, culpritsSubject(host), body)
+	cancel()
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return collectors.CulpritSecond{}, fmt.Errorf("host %s's agent is not running: it keeps the host's record of culprits", host)
+		return r.storedCulprits(ctx, host, at, "its agent is not running")
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		return r.storedCulprits(ctx, host, at, "its agent did not answer")
 	case err != nil:
 		return collectors.CulpritSecond{}, fmt.Errorf("host %s's agent did not answer: %w", host, err)
 	}
@@ -103,4 +111,46 @@ func (r *Replica) Culprits(ctx context.Context, host string, at time.Time) (coll
 	return collectors.CulpritSecond{
 		TS: time.UnixMilli(reply.TS), Oldest: time.UnixMilli(reply.OldestTS), Newest: time.UnixMilli(reply.NewestTS), Data: reply.Culprits,
 	}, nil
+}
+
+// culpritsAgentWait is how long a replica waits for an agent's answer
+// before it answers from the store.
+const culpritsAgentWait = time.Second
+
+// storedCulprits answers for host from the store's values of
+// <host>.culprits (the last ValuesPerSubject seconds it published), when
+// its agent cannot (why). The second nearest at within
+// collectors.CulpritMaxDistance, the newest when at is zero.
+func (r *Replica) storedCulprits(ctx context.Context, host string, at time.Time, why string) (collectors.CulpritSecond, error) {
+	if r.js == nil {
+		return collectors.CulpritSecond{}, fmt.Errorf("host %s: %s, and the store is not reachable", host, why)
+	}
+	past, err := r.fetchHistory(ctx, MetricPrefix+host+".culprits", ValuesPerSubject)
+	if err != nil {
+		return collectors.CulpritSecond{}, fmt.Errorf("host %s: %s, and its culprits in the store could not be read: %w", host, why, err)
+	}
+	if len(past) == 0 {
+		return collectors.CulpritSecond{}, fmt.Errorf("%w for host %s: %s, and the store holds none of its seconds", collectors.ErrNoCulprits, host, why)
+	}
+	oldest, newest := time.UnixMilli(past[0].TS), time.UnixMilli(past[len(past)-1].TS)
+	best := len(past) - 1
+	if !at.IsZero() {
+		for i, e := range past {
+			if absDuration(time.UnixMilli(e.TS).Sub(at)) < absDuration(time.UnixMilli(past[best].TS).Sub(at)) {
+				best = i
+			}
+		}
+		if absDuration(time.UnixMilli(past[best].TS).Sub(at)) > collectors.CulpritMaxDistance {
+			return collectors.CulpritSecond{}, fmt.Errorf("%w near %s for host %s: %s, and the store keeps its seconds from %s to %s",
+				collectors.ErrNoCulprits, at.UTC().Format(time.RFC3339), host, why, oldest.UTC().Format(time.RFC3339), newest.UTC().Format(time.RFC3339))
+		}
+	}
+	return collectors.CulpritSecond{TS: time.UnixMilli(past[best].TS), Oldest: oldest, Newest: newest, Data: past[best].Data}, nil
+}
+
+func absDuration(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
 }

@@ -470,8 +470,9 @@ func TestWorkloadTopicsFollowTheirHost(t *testing.T) {
 // A replica answers who was on top at a second for any host by asking that
 // host's agent, which keeps the record (a real culprit sampler here): the
 // newest second, the second nearest a time, not-found for a time nothing
-// was kept near and for a host the fleet does not know, and an error that
-// is not "not found" for a host whose agent keeps no record.
+// was kept near and for a host the fleet does not know. When the agent is
+// gone, the same second comes from the store's values of <host>.culprits;
+// a host that never published any is not found, saying why.
 func TestCulpritsAcrossTheFleet(t *testing.T) {
 	s := testHub(t, t.TempDir(), "127.0.0.1:0")
 	a := testAgent(t, s, "web-1")
@@ -479,10 +480,12 @@ func TestCulpritsAcrossTheFleet(t *testing.T) {
 	if err := a.ServeCulprits(sampler); err != nil {
 		t.Fatal(err)
 	}
-	for range 2 { // the baseline, then a second
-		if _, err := sampler.Collect(context.Background()); err != nil {
+	for range 2 { // the baseline, then a second, published as the scheduler would
+		samples, err := sampler.Collect(context.Background())
+		if err != nil {
 			t.Fatal(err)
 		}
+		a.PublishBatch(samples)
 	}
 	want, err := sampler.Lookup(time.Time{})
 	if err != nil {
@@ -506,8 +509,17 @@ func TestCulpritsAcrossTheFleet(t *testing.T) {
 	if _, err := r.Culprits(ctx, "web-9", time.Time{}); !errors.Is(err, collectors.ErrNoCulprits) {
 		t.Errorf("a host not in the fleet: %v; want not found", err)
 	}
-	if _, err := r.Culprits(ctx, "web-2", time.Time{}); err == nil || errors.Is(err, collectors.ErrNoCulprits) || !strings.Contains(err.Error(), "not running") {
-		t.Errorf("a host whose agent keeps no record: %v; want unavailable", err)
+	if _, err := r.Culprits(ctx, "web-2", time.Time{}); !errors.Is(err, collectors.ErrNoCulprits) || !strings.Contains(err.Error(), "store holds none") {
+		t.Errorf("a host whose agent keeps no record and that published none: %v; want not found, saying why", err)
+	}
+
+	a.Close() // web-1 dies: its last seconds are still in the store
+	got, err := r.Culprits(ctx, "web-1", want.TS.Add(-300*time.Millisecond))
+	if err != nil || !got.TS.Equal(want.TS) || string(got.Data) != string(want.Data) {
+		t.Errorf("web-1 after its agent stopped: %v, %v; want the second %v from the store", got.TS, err, want.TS)
+	}
+	if _, err := r.Culprits(ctx, "web-1", want.TS.Add(-time.Hour)); !errors.Is(err, collectors.ErrNoCulprits) || !strings.Contains(err.Error(), "store keeps") {
+		t.Errorf("an hour before, from the store: %v; want not found, saying what the store keeps", err)
 	}
 }
 

@@ -265,8 +265,8 @@ func TestFleet(t *testing.T) {
 		if code, body := get(f.r1HTTP+"/api/v1/culprits?host=nowhere", token); code != 404 {
 			t.Errorf("a host not in the fleet: %d %s, want 404", code, body)
 		}
-		if code, body := get(f.r1HTTP+"/api/v1/culprits?host=sim-001", token); code != 503 || !strings.Contains(body, "not running") {
-			t.Errorf("a simulated host (no agent to ask): %d %s, want 503", code, body)
+		if code, body := get(f.r1HTTP+"/api/v1/culprits?host=sim-001", token); code != 404 || !strings.Contains(body, "store holds none") {
+			t.Errorf("a simulated host (no record, none in the store): %d %s, want 404 saying why", code, body)
 		}
 	})
 
@@ -364,6 +364,10 @@ func TestFleet(t *testing.T) {
 			t.Errorf("web-2.cpu failing %v after the kill, want within 15 s (+1 s of polling)", took)
 		}
 		t.Logf("web-2.cpu failing %v after kill -9", time.Since(killed).Round(100*time.Millisecond))
+		// Who was on top just before it died: from the store, its agent gone.
+		if code, body := get(f.r1HTTP+"/api/v1/culprits?host=web-2", token); code != 200 || !strings.Contains(body, `"top_processes"`) {
+			t.Errorf("web-2's last culprits while its agent is dead: %d %s", code, body)
+		}
 		f.web2.restart(t)
 		eventually(t, 10*time.Second, "web-2.cpu ok again", func() bool {
 			return topicState(f.r2HTTP, token, "web-2.cpu").Status == stream.StatusOK
