@@ -428,13 +428,16 @@ func (a *Agent) DeclareRuntime(info collectors.TopicInfo, history int) {
 }
 
 // Undeclare implements collectors.RuntimeTopics: the topic leaves the
-// descriptor, and with it every replica's lists. Its seq is kept, so a
-// workload that comes back continues it.
+// descriptor, and with it every replica's lists. Its seq is forgotten here
+// (a host running many short-lived containers would otherwise collect them
+// for ever) but not lost: a workload that comes back reads its last seq
+// from the store, as any topic's first value does, and continues it.
 func (a *Agent) Undeclare(topic string) {
 	a.mu.Lock()
 	if _, ok := a.runtime[topic]; ok {
 		delete(a.topics, topic)
 		delete(a.runtime, topic)
+		delete(a.seqs, topic)
 		delete(a.errs, topic)
 		delete(a.latest, topic)
 		a.descDirty = true
@@ -479,8 +482,8 @@ type descTopic struct {
 	Description string `json:"description"`
 	OnDemand    bool   `json:"on_demand,omitempty"`
 	// Runtime marks a topic that comes and goes (a workload's), with the
-	// history cap it was declared with: replicas declare it with
-	// DeclareRuntime and remove it once a descriptor no longer lists it.
+	// history cap it was declared with, which replicas keep. (Replicas
+	// remove any host topic once a descriptor no longer lists it.)
 	Runtime bool `json:"runtime,omitempty"`
 	History int  `json:"history,omitempty"`
 }
