@@ -579,3 +579,39 @@ func TestForgetAHost(t *testing.T) {
 		})
 	}
 }
+
+// An agent whose host was compromised cannot make a replica hold topics
+// without end: past MaxHostTopics of one host, its new topics are ignored,
+// while other hosts' keep flowing.
+func TestReplicaCapsTopicsPerHost(t *testing.T) {
+	s := testHub(t, t.TempDir(), "127.0.0.1:0")
+	b := testAgent(t, s, "web-2")
+	r, reg := testReplica(t, s.ClientURL(), s.Secret().Replica("r1"), "r1")
+	waitFor(t, "r1 ready", r.Ready)
+	rogue := connect(t, s.ClientURL(), s.Secret().Agent("web-1"), AgentInbox("web-1"), nil)
+	for i := range MaxHostTopics + 50 {
+		m := &nats.Msg{Subject: fmt.Sprintf("%sweb-1.t%d", MetricPrefix, i), Data: []byte(`{"v":1}`), Header: nats.Header{}}
+		m.Header.Set(HeaderSeq, "1")
+		if err := rogue.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rogue.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		n := 0
+		for _, st := range reg.Topics() {
+			if strings.HasPrefix(st.Name, "web-1.") {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, "web-1's topics up to the cap", func() bool { return count() == MaxHostTopics })
+	sample(b, "web-2.cpu", 1) // another host still flows, after all of web-1's values
+	waitFor(t, "web-2.cpu on r1", func() bool { return seqOf(reg, "web-2.cpu") == 1 })
+	if n := count(); n != MaxHostTopics {
+		t.Errorf("r1 holds %d of web-1's topics, want the cap, %d", n, MaxHostTopics)
+	}
+}

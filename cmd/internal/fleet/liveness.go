@@ -39,13 +39,22 @@ type liveTopic struct {
 	shown       string    // the error last given to the registry ("": ok)
 }
 
-// topicLocked returns name's entry, creating it. r.mu must be held.
+// topicLocked returns name's entry, creating it unless its host has
+// MaxHostTopics already (nil then). r.mu must be held.
 func (r *Replica) topicLocked(name string, now time.Time) *liveTopic {
 	t := r.topics[name]
 	if t == nil {
-		t = &liveTopic{host: hostOf(name), known: now}
+		host := hostOf(name)
+		if r.hostTopics[host] >= MaxHostTopics {
+			if !r.overCap[host] {
+				r.overCap[host] = true
+				r.log.Warn("a host has more topics than a replica takes from one host; the rest are ignored", "host", host, "max", MaxHostTopics)
+			}
+			return nil
+		}
+		t = &liveTopic{host: host, known: now}
 		r.topics[name] = t
-		r.hostTopics[t.host]++
+		r.hostTopics[host]++
 	}
 	return t
 }
@@ -61,6 +70,9 @@ func (r *Replica) noteArrival(topic string, at, stored time.Time) bool {
 		return false
 	}
 	t := r.topicLocked(topic, at)
+	if t == nil {
+		return false
+	}
 	if at.After(t.lastArrival) {
 		t.lastArrival = at
 	}

@@ -76,6 +76,7 @@ type Replica struct {
 	hosts      map[string]*descriptor // host -> newest descriptor
 	topics     map[string]*liveTopic  // every host topic seen or declared
 	hostTopics map[string]int         // host -> how many of topics are its
+	overCap    map[string]bool        // hosts told about MaxHostTopics (logged once)
 	wanted     map[string]time.Time   // topics with viewers here -> since when
 	backfilled map[string]bool        // topics whose history was loaded
 }
@@ -92,7 +93,7 @@ func NewReplica(cfg ReplicaConfig) *Replica {
 	r := &Replica{
 		reg: cfg.Registry, name: cfg.Name, sessionTTL: cfg.SessionTTL, log: log.With("replica", cfg.Name),
 		lost: make(chan struct{}), up: make(chan struct{}, 1),
-		hosts: map[string]*descriptor{}, topics: map[string]*liveTopic{}, hostTopics: map[string]int{},
+		hosts: map[string]*descriptor{}, topics: map[string]*liveTopic{}, hostTopics: map[string]int{}, overCap: map[string]bool{},
 		wanted: map[string]time.Time{}, backfilled: map[string]bool{},
 	}
 	r.reg.OnDemand(r.setDemand)
@@ -374,8 +375,11 @@ func (r *Replica) onDescriptor(host string, value []byte, stored time.Time) {
 		if hostOf(dt.Name) != host {
 			continue
 		}
-		d.lists[dt.Name] = true
 		t := r.topicLocked(dt.Name, now)
+		if t == nil {
+			continue // over MaxHostTopics
+		}
+		d.lists[dt.Name] = true
 		if !t.declared || t.desc != dt {
 			declare = append(declare, dt)
 		}

@@ -48,6 +48,12 @@ const (
 	// MaxValueBytes is the largest value the stream takes (NATS's default
 	// max payload is 1 MiB too).
 	MaxValueBytes = 1 << 20
+	// MaxHostTopics is how many topics a replica takes from one host: its
+	// collectors' dozen or so and up to the default 200 workloads fit many
+	// times over, while an agent whose host was compromised cannot make
+	// every replica hold topics without end (its values and descriptors
+	// beyond the cap are ignored, and logged).
+	MaxHostTopics = 1000
 )
 
 // streamConfig is stream OPSDASH: file storage (a memory store loses the
