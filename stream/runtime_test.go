@@ -122,3 +122,33 @@ func TestUndeclareIsNotCountedAsExpiry(t *testing.T) {
 		t.Fatalf("TopicsExpired = %d after removing a run-time topic, want 0", n)
 	}
 }
+
+// Declaring a run-time topic again with a lower history cap applies it at
+// once (a fleet replica lowers a topic nobody watches any more), and a
+// higher cap lets the history grow again.
+func TestRuntimeTopicHistoryCapChanges(t *testing.T) {
+	r := newRegistry(t)
+	name := "web-1.cpu"
+	info := collectors.TopicInfo{Name: name, Interval: time.Second}
+	r.DeclareRuntime(info, 0) // the registry's usual length
+	for v := 1; v <= 5; v++ {
+		publish(r, name, v)
+	}
+	hist := func() []uint64 {
+		st, _ := r.Topic(name, 100)
+		var seqs []uint64
+		for _, h := range st.History {
+			seqs = append(seqs, h.Seq)
+		}
+		return seqs
+	}
+	r.DeclareRuntime(info, 2)
+	if got := hist(); !slices.Equal(got, []uint64{4, 5}) {
+		t.Fatalf("after lowering the cap to 2: %v, want [4 5] at once", got)
+	}
+	r.DeclareRuntime(info, 0)
+	publish(r, name, 6)
+	if got := hist(); !slices.Equal(got, []uint64{4, 5, 6}) {
+		t.Fatalf("after raising it again: %v, want [4 5 6]", got)
+	}
+}

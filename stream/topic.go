@@ -111,6 +111,7 @@ func (r *Registry) declare(info collectors.TopicInfo, runtime bool, history int)
 	}
 	if runtime && t.runtime {
 		t.histLen = max(history, 0)
+		t.hist.trim(t.historyLen(r.cfg.HistoryLen)) // a lower cap applies at once
 	}
 	t.declared = true
 	t.interval, t.description, t.onDemand = info.Interval, info.Description, info.OnDemand
@@ -231,10 +232,7 @@ type ring struct {
 
 func (h *ring) push(e HistoryEntry, maxLen, maxBytes int) {
 	for h.n > 0 && (h.n >= maxLen || h.bytes+len(e.Data) > maxBytes) {
-		h.bytes -= len(h.buf[h.head].Data)
-		h.buf[h.head] = HistoryEntry{}
-		h.head = (h.head + 1) % len(h.buf)
-		h.n--
+		h.dropOldest()
 	}
 	if h.n == len(h.buf) { // grow, in order, up to maxLen
 		nb := make([]HistoryEntry, min(maxLen, max(4, 2*len(h.buf))))
@@ -246,6 +244,28 @@ func (h *ring) push(e HistoryEntry, maxLen, maxBytes int) {
 	h.buf[(h.head+h.n)%len(h.buf)] = e
 	h.n++
 	h.bytes += len(e.Data)
+}
+
+// trim drops the oldest entries beyond maxLen, and the buffer with them
+// when it shrinks to a quarter of its size.
+func (h *ring) trim(maxLen int) {
+	for h.n > max(maxLen, 0) {
+		h.dropOldest()
+	}
+	if len(h.buf) > 4 && h.n <= len(h.buf)/4 {
+		nb := make([]HistoryEntry, max(4, h.n))
+		for i := range h.n {
+			nb[i] = h.buf[(h.head+i)%len(h.buf)]
+		}
+		h.buf, h.head = nb, 0
+	}
+}
+
+func (h *ring) dropOldest() {
+	h.bytes -= len(h.buf[h.head].Data)
+	h.buf[h.head] = HistoryEntry{}
+	h.head = (h.head + 1) % len(h.buf)
+	h.n--
 }
 
 // last returns the newest k entries, oldest first.

@@ -615,3 +615,61 @@ func TestReplicaCapsTopicsPerHost(t *testing.T) {
 		t.Errorf("r1 holds %d of web-1's topics, want the cap, %d", n, MaxHostTopics)
 	}
 }
+
+// A replica keeps only the last value of a host topic nobody watches on it
+// (the store keeps 300); asking for its history loads the past and keeps
+// what arrives, until nobody has subscribed for a while; the summary, which
+// the overview draws sparklines from, keeps its whole history.
+func TestReplicaKeepsHistoryOnlyWhileWatched(t *testing.T) {
+	s := testHub(t, t.TempDir(), "127.0.0.1:0")
+	a := testAgent(t, s, "web-1")
+	a.Declare(collectors.TopicInfo{Name: "web-1.cpu", Interval: time.Second})
+	reg := stream.NewRegistry(stream.RegistryConfig{Replica: "r1", Logger: quiet})
+	r := NewReplica(ReplicaConfig{Registry: reg, Name: "r1", HistoryGrace: 1500 * time.Millisecond, Logger: quiet})
+	run(t, func(ctx context.Context) {
+		_ = r.Run(ctx, connect(t, s.ClientURL(), s.Secret().Replica("r1"), "", r.ConnState))
+	})
+	waitFor(t, "r1 ready", r.Ready)
+	histLen := func(topic string) int { st, _ := reg.Topic(topic, 1000); return len(st.History) }
+	for i := range 5 {
+		sample(a, "web-1.cpu", float64(i))
+		a.Publish(collectors.Sample{Topic: "web-1.summary", Time: time.Now(), Data: map[string]int{"cpu_pct": i}})
+	}
+	waitFor(t, "5 values of web-1.cpu and of the summary", func() bool {
+		return seqOf(reg, "web-1.cpu") == 5 && histLen("web-1.summary") >= 5
+	})
+	if n := histLen("web-1.cpu"); n != 1 {
+		t.Errorf("an unwatched topic keeps %d values, want 1", n)
+	}
+
+	r.Backfill(context.Background(), "web-1.cpu", 20)
+	if n := histLen("web-1.cpu"); n != 5 {
+		t.Fatalf("after asking for its history: %d values, want the store's 5", n)
+	}
+	sess := reg.Open(&wsConn{}, stream.SessionConfig{})
+	if err := sess.Handle([]byte(`{"type":"subscribe","id":"1","topics":["web-1.cpu"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2100 * time.Millisecond) // past the grace and a liveness tick: a subscriber keeps it
+	sample(a, "web-1.cpu", 5)
+	waitFor(t, "seq 6", func() bool { return seqOf(reg, "web-1.cpu") == 6 })
+	if n := histLen("web-1.cpu"); n != 6 {
+		t.Errorf("watched, with a subscriber: %d values, want 6", n)
+	}
+
+	sess.Close(1000, "")
+	waitFor(t, "web-1.cpu unwatched", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return !r.topics["web-1.cpu"].watched
+	})
+	sample(a, "web-1.cpu", 6)
+	waitFor(t, "seq 7", func() bool { return seqOf(reg, "web-1.cpu") == 7 })
+	if n := histLen("web-1.cpu"); n != 1 {
+		t.Errorf("after its last subscriber left: %d values, want 1 again", n)
+	}
+	r.Backfill(context.Background(), "web-1.cpu", 20)
+	if n := histLen("web-1.cpu"); n != 7 {
+		t.Errorf("asked again: %d values, want the store's 7", n)
+	}
+}

@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -10,11 +11,27 @@ import (
 	"github.com/opsdash/opsdash/stream"
 )
 
-// History: a replica keeps, per topic, the values that arrived while it
-// ran; older ones stay in the stream (ValuesPerSubject per topic) and are
-// loaded when a page or ?history=N asks for them, once per topic and
-// epoch. Loading all 2,400 topics' history at start would cost each
-// replica seconds of CPU for charts nobody may open.
+// History: the stream keeps ValuesPerSubject values of every topic, so a
+// replica need not. It keeps only the last value (idleHistory) of a host
+// topic nobody watches on it; when a page or ?history=N asks for a topic's
+// history, the topic's cap goes up to the registry's usual length and its
+// past values are loaded from the stream, once, and it keeps what arrives
+// from then on, until its last subscriber on this replica leaves. Keeping
+// five minutes of all 2,400 topics of 200 hosts cost each replica about
+// 1.5 MiB more every second of its first five minutes (220 MiB after two);
+// loading it all at start would cost seconds of CPU, for charts nobody may
+// open. <host>.summary keeps its whole history: the overview draws every
+// host's sparkline from it.
+
+// idleHistory is how many values a replica keeps of a host topic that
+// nobody watches on it; defaultHistoryGrace is how long a topic whose
+// history was asked for keeps it without a subscriber here (a page's
+// history request comes before its WebSocket subscribes, and a program may
+// poll ?history=N).
+const (
+	idleHistory         = 1
+	defaultHistoryGrace = time.Minute
+)
 
 // Backfill loads topic's past values from the stream into the registry,
 // if it has fewer than n and they were not loaded before. It returns
@@ -29,6 +46,7 @@ func (r *Replica) Backfill(ctx context.Context, topic string, n int) {
 	if done {
 		return
 	}
+	r.watchHistory(topic)
 	if st, ok := r.reg.Topic(topic, n); !ok || len(st.History) >= n {
 		return
 	}
@@ -44,6 +62,9 @@ func (r *Replica) Backfill(ctx context.Context, topic string, n int) {
 	r.reg.Backfill(topic, past)
 	r.mu.Lock()
 	r.backfilled[topic] = true
+	if t := r.topics[topic]; t != nil && t.watched {
+		t.watchedAt = time.Now() // the grace counts from when the history is there
+	}
 	r.mu.Unlock()
 }
 
@@ -61,7 +82,10 @@ func (r *Replica) fetchHistory(ctx context.Context, subject string, n int) ([]st
 	}
 	var out []stream.HistoryEntry
 	for {
-		batch, err := cons.Fetch(ValuesPerSubject, jetstream.FetchMaxWait(time.Second))
+		// No wait for a full batch: the values are stored already, and a
+		// topic younger than ValuesPerSubject seconds has fewer (waiting for
+		// the rest would hold a host page's render for a second per chart).
+		batch, err := cons.FetchNoWait(ValuesPerSubject)
 		if err != nil {
 			return nil, err
 		}
@@ -86,4 +110,54 @@ func (r *Replica) fetchHistory(ctx context.Context, subject string, n int) ([]st
 		out = out[len(out)-n:]
 	}
 	return out, nil
+}
+
+// historyCap is how many values the registry keeps of a host topic with
+// descriptor entry dt (0: the registry's usual length): all for the
+// summary and for topics someone watches here, idleHistory otherwise.
+func historyCap(dt descTopic, watched bool) int {
+	if watched || strings.HasSuffix(dt.Name, "."+SummarySuffix) {
+		return dt.History
+	}
+	return idleHistory
+}
+
+// watchHistory gives a host topic its whole history from now on: its cap
+// goes up before Backfill loads the past.
+func (r *Replica) watchHistory(topic string) {
+	r.regMu.Lock()
+	defer r.regMu.Unlock()
+	r.mu.Lock()
+	t := r.topics[topic]
+	raise := t != nil && t.declared && !t.watched
+	if t != nil && t.declared {
+		t.watched, t.watchedAt = true, time.Now()
+	}
+	r.mu.Unlock()
+	if raise {
+		r.reg.DeclareRuntime(t.desc.info(), historyCap(t.desc, true))
+	}
+}
+
+// lowerUnwatched lowers the history of watched host topics with no
+// subscriber here, asked for more than ReplicaConfig.HistoryGrace ago, to idleHistory
+// again; the next Backfill loads it again. It runs on the liveness loop,
+// not in setDemand: the registry calls setDemand from inside its own
+// calls, some of them made under regMu.
+func (r *Replica) lowerUnwatched(now time.Time) {
+	r.regMu.Lock()
+	defer r.regMu.Unlock()
+	var lower []descTopic
+	r.mu.Lock()
+	for name, t := range r.topics {
+		if _, wanted := r.wanted[name]; t.watched && !wanted && now.Sub(t.watchedAt) > r.historyGrace {
+			t.watched = false
+			delete(r.backfilled, name)
+			lower = append(lower, t.desc)
+		}
+	}
+	r.mu.Unlock()
+	for _, dt := range lower {
+		r.reg.DeclareRuntime(dt.info(), historyCap(dt, false))
+	}
 }

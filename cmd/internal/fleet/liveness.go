@@ -32,6 +32,8 @@ type liveTopic struct {
 	host        string
 	desc        descTopic // its entry in the host's descriptor
 	declared    bool      // desc came from a descriptor
+	watched     bool      // its whole history is kept (history.go)
+	watchedAt   time.Time // when its history was last asked for
 	known       time.Time // when this replica learned of it
 	lastArrival time.Time // when its last value arrived (zero: none yet)
 	lastStored  time.Time // when the store took its last value
@@ -92,6 +94,7 @@ func (r *Replica) watch(ctx context.Context) {
 			return
 		case now := <-tick.C:
 			r.checkLiveness(now)
+			r.lowerUnwatched(now)
 		}
 	}
 }

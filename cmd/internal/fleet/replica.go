@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,9 @@ type ReplicaConfig struct {
 	// SessionTTL, when set, makes sure the sessions bucket exists with
 	// entries living that long (browser sign-ins, sessions.go).
 	SessionTTL time.Duration
+	// HistoryGrace is how long a host topic whose history was asked for
+	// keeps it with no subscriber here (history.go); 0 means one minute.
+	HistoryGrace time.Duration
 	// Logger: nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -48,12 +52,13 @@ var errLost = errors.New("nats connection lost")
 // for on-demand topics that have viewers here, and sends the publish API's
 // values through NATS.
 type Replica struct {
-	reg        *stream.Registry
-	name       string
-	sessionTTL time.Duration
-	log        *slog.Logger
-	nc         *nats.Conn
-	js         jetstream.JetStream
+	reg          *stream.Registry
+	name         string
+	sessionTTL   time.Duration
+	historyGrace time.Duration
+	log          *slog.Logger
+	nc           *nats.Conn
+	js           jetstream.JetStream
 
 	stateMu   sync.Mutex
 	connected bool
@@ -92,7 +97,8 @@ func NewReplica(cfg ReplicaConfig) *Replica {
 	}
 	r := &Replica{
 		reg: cfg.Registry, name: cfg.Name, sessionTTL: cfg.SessionTTL, log: log.With("replica", cfg.Name),
-		lost: make(chan struct{}), up: make(chan struct{}, 1),
+		historyGrace: cmp.Or(cfg.HistoryGrace, defaultHistoryGrace),
+		lost:         make(chan struct{}), up: make(chan struct{}, 1),
 		hosts: map[string]*descriptor{}, topics: map[string]*liveTopic{}, hostTopics: map[string]int{}, overCap: map[string]bool{},
 		wanted: map[string]time.Time{}, backfilled: map[string]bool{},
 	}
@@ -365,6 +371,7 @@ func (r *Replica) onDescriptor(host string, value []byte, stored time.Time) {
 	d.stored, d.lists = stored, make(map[string]bool, len(d.Topics))
 	var declare []descTopic
 	var remove []string
+	watched := map[string]bool{}
 	now := time.Now()
 	r.regMu.Lock()
 	defer r.regMu.Unlock()
@@ -382,6 +389,7 @@ func (r *Replica) onDescriptor(host string, value []byte, stored time.Time) {
 		d.lists[dt.Name] = true
 		if !t.declared || t.desc != dt {
 			declare = append(declare, dt)
+			watched[dt.Name] = t.watched
 		}
 		t.desc, t.declared = dt, true
 	}
@@ -412,7 +420,7 @@ func (r *Replica) onDescriptor(host string, value []byte, stored time.Time) {
 		// host's descriptor lists it, and goes when the host drops it (a
 		// workload's) or the host is forgotten. History 0 is the
 		// registry's usual length.
-		r.reg.DeclareRuntime(dt.info(), dt.History)
+		r.reg.DeclareRuntime(dt.info(), historyCap(dt, watched[dt.Name]))
 	}
 	for _, name := range remove {
 		r.reg.Undeclare(name)
