@@ -40,13 +40,13 @@ func (r *Replica) Backfill(ctx context.Context, topic string, n int) {
 	if n <= 1 || r.js == nil {
 		return
 	}
+	r.watchHistory(topic) // also when loaded already: asked again, kept longer
 	r.mu.Lock()
 	done := r.backfilled[topic]
 	r.mu.Unlock()
 	if done {
 		return
 	}
-	r.watchHistory(topic)
 	if st, ok := r.reg.Topic(topic, n); !ok || len(st.History) >= n {
 		return
 	}
@@ -139,11 +139,11 @@ func (r *Replica) watchHistory(topic string) {
 	}
 }
 
-// lowerUnwatched lowers the history of watched host topics with no
-// subscriber here, asked for more than ReplicaConfig.HistoryGrace ago, to idleHistory
-// again; the next Backfill loads it again. It runs on the liveness loop,
-// not in setDemand: the registry calls setDemand from inside its own
-// calls, some of them made under regMu.
+// lowerUnwatched lowers to idleHistory the history of watched host topics
+// that have no subscriber here and were last asked for more than
+// ReplicaConfig.HistoryGrace ago; the next Backfill loads it again. It runs
+// on the liveness loop, not in setDemand: the registry calls setDemand from
+// inside its own calls, some of them made under regMu.
 func (r *Replica) lowerUnwatched(now time.Time) {
 	r.regMu.Lock()
 	defer r.regMu.Unlock()
