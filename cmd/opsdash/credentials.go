@@ -131,8 +131,10 @@ func forgetMain(args []string, stdout, stderr io.Writer, getenv func(string) str
 	hub.register(fs)
 	var urls envflag.List
 	fs.Var(&urls, "nats", "the fleet's NATS URLs (comma-separated), e.g. nats://hub:4222")
+	creds := fs.String("nats-credentials", "", "USER:PASSWORD of a NATS user that may write KV opsdash_hosts and purge stream OPSDASH, on a NATS of your own (a hub's: give its secret instead)")
+	credsFile := fs.String("nats-credentials-file", "", "file holding --nats-credentials")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: opsdash forget --nats URL (--nats-data DIR | --nats-secret-file FILE) HOST...\n\n"+
+		fmt.Fprint(stderr, "Usage: opsdash forget --nats URL (--nats-data DIR | --nats-secret-file FILE | --nats-credentials[-file] …) HOST...\n\n"+
 			"Drops decommissioned hosts from the fleet: every replica removes their topics and leaves them off\n"+
 			"the overview. Refused while a host's agent runs; an agent started again brings its host back.\n\n")
 		fs.PrintDefaults()
@@ -156,19 +158,32 @@ func forgetMain(args []string, stdout, stderr io.Writer, getenv func(string) str
 	if len(urls) == 0 {
 		errs = append(errs, errors.New("give the fleet's --nats URL"))
 	}
-	if hub.path() == "" {
-		errs = append(errs, errHubSecret)
+	own := *creds != "" || *credsFile != ""
+	switch {
+	case own && hub.path() != "":
+		errs = append(errs, errors.New("give the hub's secret or --nats-credentials, not both"))
+	case !own && hub.path() == "":
+		errs = append(errs, errors.New("give the hub's --nats-data DIR or --nats-secret-file FILE, or on a NATS of your own --nats-credentials"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		fmt.Fprintf(stderr, "opsdash forget: %v\n", err)
 		return 2
 	}
-	secret, err := hub.read()
+	var admin fleet.Credentials
+	var err error
+	if own {
+		admin, err = readCredentials(*creds, *credsFile)
+	} else {
+		var secret fleet.Secret
+		if secret, err = hub.read(); err == nil {
+			admin = secret.Admin()
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "opsdash forget: %v\n", err)
 		return 1
 	}
-	nc, err := fleet.Connect(fleet.ConnConfig{URLs: urls, Credentials: secret.Admin(), Name: "opsdash forget",
+	nc, err := fleet.Connect(fleet.ConnConfig{URLs: urls, Credentials: admin, Name: "opsdash forget",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		fmt.Fprintf(stderr, "opsdash forget: %v\n", err)

@@ -163,11 +163,19 @@ func TestForgetCommand(t *testing.T) {
 	if code := run(ctx, forget, &out, &errOut, env(nil)); code != 0 || !strings.HasPrefix(out.String(), "forgot web-3 (2 stored values removed;") {
 		t.Errorf("after the agent stopped: exit %d, %q %q", code, out.String(), errOut.String())
 	}
+	// On a NATS of one's own, a user with the rights instead of a secret
+	// (here the hub's own user, as such an operator would configure one).
+	out.Reset()
+	admin := s.Secret().Admin().String()
+	if code := run(ctx, []string{"forget", "--nats", s.ClientURL(), "--nats-credentials", admin, "web-3"}, &out, &errOut, env(nil)); code != 0 || !strings.HasPrefix(out.String(), "forgot web-3 (0 stored values removed;") {
+		t.Errorf("with --nats-credentials: exit %d, %q %q", code, out.String(), errOut.String())
+	}
 	for _, args := range [][]string{
-		{"forget", "--nats", s.ClientURL(), "--nats-data", dir},          // nobody
-		{"forget", "--nats-data", dir, "web-3"},                          // no --nats
-		{"forget", "--nats", s.ClientURL(), "web-3"},                     // no secret
-		{"forget", "--nats", s.ClientURL(), "--nats-data", dir, "Web.3"}, // not a host id
+		{"forget", "--nats", s.ClientURL(), "--nats-data", dir, "--nats-credentials", admin, "web-3"}, // both
+		{"forget", "--nats", s.ClientURL(), "--nats-data", dir},                                       // nobody
+		{"forget", "--nats-data", dir, "web-3"},                                                       // no --nats
+		{"forget", "--nats", s.ClientURL(), "web-3"},                                                  // no secret
+		{"forget", "--nats", s.ClientURL(), "--nats-data", dir, "Web.3"},                              // not a host id
 	} {
 		if code := run(ctx, args, &out, &errOut, env(nil)); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
