@@ -645,11 +645,13 @@
     }
     head.textContent = 'Top by ' + L[2] + ' at ' + fmtTime(res.ts);
     var c = res.culprits, ps = c.top_processes[L[0]] || [], ws = c.top_workloads[L[0]] || [];
+    // Cores with two decimals whatever the value: "1.00 cores", not "1 cores".
+    var num = function (v) { return L[1] === 'cpu_cores' ? fixed(v, 2) : fmt(L[1], v); };
     ps.forEach(function (p) {
-      culpritLi(ul, p.name + ' (pid ' + p.pid + (p.workload ? ', ' + p.workload : '') + ') ' + fmt(L[1], p[L[1]]) + L[3], 'data-pid', p.pid);
+      culpritLi(ul, p.name + ' (pid ' + p.pid + (p.workload ? ', ' + p.workload : '') + ') ' + num(p[L[1]]) + L[3], 'data-pid', p.pid);
     });
     ws.forEach(function (w) {
-      culpritLi(ul, w.kind + ' ' + w.name + ' ' + fmt(L[1], w[L[1]]) + L[3] + (w.top_process ? ', mostly ' + w.top_process + ' (pid ' + w.top_pid + ')' : ''),
+      culpritLi(ul, w.kind + ' ' + w.name + ' ' + num(w[L[1]]) + L[3] + (w.top_process ? ', mostly ' + w.top_process + ' (pid ' + w.top_pid + ')' : ''),
         'data-workload', w.id, hostPath + '/workloads/' + encodeURIComponent(w.id));
     });
     if (!ps.length && !ws.length) culpritLi(ul, 'nothing above zero');

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,8 +139,9 @@ func TestBrowserWorkloadsAndCulprits(t *testing.T) {
 	pointAt(1 - (end-float64(target))/windowMS)
 	item := fmt.Sprintf(`document.querySelector('[data-culprits=cpu] li[data-pid="%d"]')`, spike.Pid)
 	waitJS(t, ctx, "the culprits of that second", item)
-	if text := eval[string](t, ctx, item+`.textContent`); !strings.HasPrefix(text, fmt.Sprintf("opsdash-spike (pid %d", spike.Pid)) {
-		t.Errorf("the chart names %q", text)
+	if text := eval[string](t, ctx, item+`.textContent`); !strings.HasPrefix(text, fmt.Sprintf("opsdash-spike (pid %d", spike.Pid)) ||
+		!regexp.MustCompile(`\) \d+\.\d\d cores$`).MatchString(text) {
+		t.Errorf("the chart names %q, want the process and its cores with two decimals", text)
 	}
 	shots := screenshotDir(t)
 	shoot(t, ctx, filepath.Join(shots, "culprits.png"))
