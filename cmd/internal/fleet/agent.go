@@ -212,6 +212,11 @@ type pingReply struct {
 	Started int64  `json:"started_ms"`
 }
 
+// String describes the agent that answered, for logs and errors.
+func (r pingReply) String() string {
+	return fmt.Sprintf("agent %s, version %s, started %s", r.Boot, r.Version, time.UnixMilli(r.Started).UTC().Format(time.RFC3339))
+}
+
 func (a *Agent) answerPing(m *nats.Msg) {
 	b, _ := json.Marshal(pingReply{a.boot, a.version, a.started.UnixMilli()})
 	_ = m.Respond(b)
@@ -237,8 +242,7 @@ func (a *Agent) otherAgent() (string, error) {
 		}
 		var r pingReply
 		if json.Unmarshal(m.Data, &r) == nil && r.Boot != "" && r.Boot != a.boot {
-			return fmt.Sprintf("agent %s, version %s, started %s", r.Boot, r.Version,
-				time.UnixMilli(r.Started).UTC().Format(time.RFC3339)), nil
+			return r.String(), nil
 		}
 	}
 }

@@ -136,21 +136,14 @@ func (r *Replica) storedCulprits(ctx context.Context, host string, at time.Time,
 	best := len(past) - 1
 	if !at.IsZero() {
 		for i, e := range past {
-			if absDuration(time.UnixMilli(e.TS).Sub(at)) < absDuration(time.UnixMilli(past[best].TS).Sub(at)) {
+			if time.UnixMilli(e.TS).Sub(at).Abs() < time.UnixMilli(past[best].TS).Sub(at).Abs() {
 				best = i
 			}
 		}
-		if absDuration(time.UnixMilli(past[best].TS).Sub(at)) > collectors.CulpritMaxDistance {
+		if time.UnixMilli(past[best].TS).Sub(at).Abs() > collectors.CulpritMaxDistance {
 			return collectors.CulpritSecond{}, fmt.Errorf("%w near %s for host %s: %s, and the store keeps its seconds from %s to %s",
 				collectors.ErrNoCulprits, at.UTC().Format(time.RFC3339), host, why, oldest.UTC().Format(time.RFC3339), newest.UTC().Format(time.RFC3339))
 		}
 	}
 	return collectors.CulpritSecond{TS: time.UnixMilli(past[best].TS), Oldest: oldest, Newest: newest, Data: past[best].Data}, nil
-}
-
-func absDuration(d time.Duration) time.Duration {
-	if d < 0 {
-		return -d
-	}
-	return d
 }

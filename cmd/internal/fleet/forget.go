@@ -51,8 +51,7 @@ func Forget(ctx context.Context, nc *nats.Conn, host string) (removed uint64, er
 	if err == nil {
 		var r pingReply
 		_ = json.Unmarshal(m.Data, &r)
-		return 0, fmt.Errorf("%w: agent %s, version %s, started %s; stop it first", ErrHostRunning, r.Boot, r.Version,
-			time.UnixMilli(r.Started).UTC().Format(time.RFC3339))
+		return 0, fmt.Errorf("%w: %s; stop it first", ErrHostRunning, r)
 	} else if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
 		return 0, fmt.Errorf("asking for the host's agent: %w", err)
 	} else if ctx.Err() != nil {
